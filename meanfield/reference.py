@@ -1,0 +1,141 @@
+"""An independent, straightforward implementation of THEORY.md sections 3-4 in numpy and scipy.
+
+Every transform is an adaptive ``scipy.integrate.quad`` (nested for W) evaluated per layer in a Python
+loop: slow, but sharing no code with the JAX engine beyond the formulas of THEORY.md. Tests use it as
+the referee and ``experiments/bench_theory.py`` as the speed baseline.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import integrate, special
+
+_EPS = 1e-13
+
+
+def _breaks(lo: float, hi: float, anchor: float = 0.0) -> list[float]:
+    """Break points at anchor and anchor +- 2^k (k = -3..20) inside (lo, hi): every scale gets a panel."""
+    pts = [anchor] + [anchor + s * 2.0**k for k in range(-3, 21) for s in (-1, 1)]
+    return sorted(p for p in pts if lo < p < hi)
+
+
+def _quad(f, lo, hi, anchor=0.0):
+    pts = _breaks(lo, hi, anchor)
+    return integrate.quad(f, lo, hi, points=pts or None, epsabs=0.0, epsrel=_EPS, limit=2000)[0]
+
+
+def normal_expectation(g, q: float, mean: float = 0.0) -> float:
+    """E[g(x)], x ~ N(mean, q), by adaptive quadrature in x with break points around 0."""
+    if q <= 0.0:
+        return float(g(mean))
+    s = math.sqrt(q)
+    dens = lambda x: math.exp(-0.5 * ((x - mean) / s) ** 2) / (s * math.sqrt(2 * math.pi))  # noqa: E731
+    return _quad(lambda x: g(x) * dens(x), mean - 12 * s, mean + 12 * s)
+
+
+def _phi_fns(act: str, alpha: float):
+    if act == "tanh":
+        return math.tanh, lambda x: 1.0 / math.cosh(min(abs(x), 300.0)) ** 2
+    if act == "erf":
+        return math.erf, lambda x: 2.0 / math.sqrt(math.pi) * math.exp(-x * x)
+    if act == "relu":
+        return (lambda x: max(x, 0.0)), (lambda x: 1.0 if x > 0 else 0.0)
+    if act == "alpha_relu":
+        return (lambda x: x**alpha if x > 0 else 0.0), (lambda x: alpha * x ** (alpha - 1) if x > 0 else 0.0)
+    raise ValueError(act)
+
+
+def V(act, q, alpha=1.0):
+    phi, _ = _phi_fns(act, alpha)
+    return normal_expectation(lambda x: phi(x) ** 2, q)
+
+
+def Vp(act, q, alpha=1.0):
+    _, dphi = _phi_fns(act, alpha)
+    if act == "alpha_relu":
+        # integrable singularity x^(2 alpha - 2) at 0: substitute x = t^2 / ... via quad's algebraic weight
+        s = math.sqrt(q)
+        f = lambda x: alpha**2 * math.exp(-0.5 * (x / s) ** 2) / (s * math.sqrt(2 * math.pi))  # noqa: E731
+        return integrate.quad(f, 0, 12 * s, weight="alg", wvar=(2 * alpha - 2, 0), epsabs=0, epsrel=_EPS,
+                              limit=2000)[0]
+    return normal_expectation(lambda x: dphi(x) ** 2, q)
+
+
+def M(act, q, alpha=1.0):
+    phi, _ = _phi_fns(act, alpha)
+    return normal_expectation(phi, q)
+
+
+def W(act, q, lam, alpha=1.0):
+    """E[phi(x) phi(y)], (x, y) ~ N(0, [[q, lam], [lam, q]]): x outer, y | x inner, both adaptive."""
+    phi, _ = _phi_fns(act, alpha)
+    c = max(-1.0, min(1.0, lam / q))
+    s = math.sqrt(q)
+    sig = s * math.sqrt(max(1.0 - c * c, 0.0))
+
+    def inner(x):
+        if sig == 0.0:
+            return phi(c * x)
+        return normal_expectation(phi, sig * sig, mean=c * x)
+
+    dens = lambda x: math.exp(-0.5 * (x / s) ** 2) / (s * math.sqrt(2 * math.pi))  # noqa: E731
+    return _quad(lambda x: phi(x) * inner(x) * dens(x), -12 * s, 12 * s)
+
+
+def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0.5):
+    """THEORY.md section 3 recursions, layer by layer, with the transforms above (no log domain).
+
+    Returns a dict of numpy arrays of length depth + 1 (NaN where undefined) and the scalar ``log_R``.
+    """
+    if arch in ("rrn", "ff"):  # no V and no a
+        sv2, sa2 = 1.0, 0.0
+    nan = float("nan")
+    L = depth
+    out = {k: np.full(L + 1, nan) for k in ("p", "q", "gamma", "lambda", "e", "s", "mu",
+                                            "chi", "chi_a", "chi_b", "chi_w", "chi_v")}
+    p, g, mu = p0, gamma0, 0.0
+    out["p"][0], out["gamma"][0], out["mu"][0] = p, g, mu
+    vps, vs = [nan], [nan]
+    for l in range(1, L + 1):
+        q = sw2 * p + sb2
+        lam = sw2 * g + sb2
+        v, w, vp, m = V(act, q, alpha), W(act, q, lam, alpha), Vp(act, q, alpha), M(act, q, alpha)
+        if arch == "ff":
+            p_new, g_new, mu_new = v, w, m
+        elif arch == "frn":
+            p_new, g_new, mu_new = sv2 * v + sa2 + p, sv2 * w + sa2 + g, 0.0
+        else:  # rrn, mean-tracking
+            p_new, g_new, mu_new = v + 2 * m * mu + p, w + 2 * m * mu + g, mu + m
+        out["q"][l], out["lambda"][l] = q, lam
+        vps.append(vp)
+        vs.append(v)
+        p, g, mu = p_new, g_new, mu_new
+        out["p"][l], out["gamma"][l], out["mu"][l] = p, g, mu
+    out["e"] = out["gamma"] / out["p"]
+    out["s"] = 2 * (out["p"] - out["gamma"])
+    chi = np.ones(L + 1)
+    log_r = 0.0
+    for l in range(L, 0, -1):
+        factor = sw2 * vps[l] if arch == "ff" else 1.0 + sv2 * sw2 * vps[l]
+        chi[l - 1] = chi[l] * factor
+        log_r += math.log(factor)
+    out["chi"] = chi
+    for l in range(1, L + 1):
+        out["chi_b"][l] = sv2 * chi[l] * vps[l]
+        out["chi_w"][l] = sv2 * chi[l] * vps[l] * out["p"][l - 1]
+        if arch == "frn":
+            out["chi_a"][l] = chi[l]
+            out["chi_v"][l] = chi[l] * vs[l]
+    out["log_R"] = log_r
+    return out
+
+
+def relu_kernel(c):
+    """Arc-cosine kernel E[relu(u) relu(u')] for unit variances and correlation c (Cho & Saul)."""
+    return (math.sqrt(max(1 - c * c, 0.0)) + (math.pi - math.acos(c)) * c) / (2 * math.pi)
+
+
+def c_alpha(alpha):
+    return 2 ** (alpha - 1) * special.gamma(alpha + 0.5) / math.sqrt(math.pi)
