@@ -1,0 +1,455 @@
+"""Finite-width simulation (THEORY.md section 8): sampled networks, measured with the theory's quantities.
+
+This module owns the simulation engine: sampling FRN / RRN / feedforward networks of width N from a
+:class:`~meanfield.spec.Spec`, pushing two inputs forward and one gradient backward through the same
+weights, and returning the per-layer mean and standard error over independent networks as two
+:class:`~meanfield.trajectory.Trajectory` values (the theory engine's result type). It also owns the
+comparison of a simulation with a theory trajectory (:func:`compare`) and the matching plot helper
+(:func:`plot_comparison`).
+
+Two samplers draw from the same distribution:
+
+``dense``
+    The reference: each layer draws its N x N matrices W (and V) from the layer's key inside
+    ``lax.scan``; the backward pass redraws them from the same keys in a reverse scan. O(N^2) per layer.
+
+``fast`` (exact)
+    Only two forward columns (the inputs x, x') ever meet a matrix, so the matrix need not exist. For an
+    orthonormal basis q_0, q_1 of span(x, x'), W q_0 and W q_1 are independent N(0, (sw2/N) I) vectors
+    z_0, z_1, which gives W x and W x' exactly. Given those, W = sum_k (W q_k) q_k^T + W (I - P) with
+    P the projector onto span(x, x') and W (I - P) independent of everything the forward pass saw, so
+
+        W^T u = sqrt(sw2/N) * [ sum_k q_k (z_k . u) + |u| (I - P) z' ],   z' ~ N(0, I_N) fresh,
+
+    is the exact conditional law of the backward product. The same holds for V with the columns
+    phi(h), phi(h'). A layer costs O(N) and one ``jax.random.normal`` call for the forward draws (plus
+    one for the backward's fresh vectors). The basis is built from the sum and difference x + x',
+    x - x' (so that nearly parallel inputs, e -> 1, keep their difference to full relative precision)
+    by Gram-Schmidt; a direction whose norm is below ``4 sqrt(eps)`` of the pair's norm is dropped from
+    the conditioning (a pseudo-inverse with a relative threshold), and the backward pass then draws that
+    direction fresh, which changes the joint law only at that rounding level.
+
+Memory: the backward pass of the fast sampler needs, per layer, the two bases, the four forward
+Gaussian vectors and phi'(h) (9 N numbers for an FRN, 5 N otherwise). When a network's tape does not
+fit in ``memory_bytes``, the forward pass keeps only the state (x, x') at the start of segments of
+~sqrt(2 L / 9) layers, and the backward pass recomputes each segment from its checkpoint by redrawing
+the same numbers from the same per-layer keys. Networks (samples times grid points) are vmapped in
+chunks sized to the same budget.
+
+Conventions of the recorded quantities (per network, then averaged; input 1 unless stated):
+p = |x|^2/N, q = |h|^2/N, gamma = x.x'/N, lam = h.h'/N, e = gamma / sqrt(p p'), s = |x - x'|^2/N,
+mu = mean_i x_i; with g^(l) = dE/dx^(l) and g^(L) a random +-1 vector (so chi^(L) = 1 exactly):
+chi = |g|^2/N, chi_a = |dE/da|^2/N = chi, chi_b = |dE/db|^2/N, and chi_w, chi_v the mean over all N^2
+entries of the squared gradients dE/dW = delta x^T and dE/dV = g phi(h)^T. These are rank one, so
+mean_ij (delta_i x_j)^2 = mean(delta^2) mean(x^2) exactly, and chi_w = chi_b p^(l-1),
+chi_v = chi * mean(phi(h)^2): the un-normalized per-entry mean square, which is the O(1) quantity of
+THEORY.md section 3 (chi_w = sv2 chi V'(q) p^(l-1)); no factor N.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .activations import Activation
+from .spec import Hyper, Spec
+from .trajectory import FIELDS, Trajectory
+
+SAMPLERS = ("fast", "dense")
+DTYPES = ("float32", "float64")
+#: Target memory of one compiled chunk of networks (at least one network is always simulated at once).
+DEFAULT_MEMORY_BYTES = 1 << 30
+
+# Per-network raw statistics, each with the layer axis l = 0..L last.
+_RAW = ("p", "p2", "gamma", "s", "mu", "q", "lam", "phi2", "chi", "chi_b")
+
+
+# ------------------------------------------------------------------------------------------ validation
+def _check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    return dt
+
+
+def _check_int(name: str, value, low: int, why: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}{why}; got {value!r}")
+    return int(value)
+
+
+def check_args(width, samples, sampler="fast", dtype="float32") -> tuple[int, int, str, np.dtype]:
+    """Validate the simulation arguments (before any compilation); ValueError naming the field."""
+    width = _check_int("width", width, 3, " (two zero-mean inputs with a prescribed Gram matrix need 3 "
+                                          "coordinates)")
+    samples = _check_int("samples", samples, 2, " (a standard error needs 2 samples)")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+    return width, samples, sampler, _check_dtype(dtype)
+
+
+def _check_key(key):
+    try:
+        arr = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    except TypeError:
+        arr = None
+    if arr is not None and jnp.issubdtype(arr.dtype, jax.dtypes.prng_key) and arr.shape == ():
+        return arr
+    if arr is not None and arr.dtype == jnp.uint32 and arr.shape == (2,):
+        return arr
+    raise ValueError(f"key must be a single JAX PRNG key (jax.random.key(seed) or PRNGKey(seed)); got {key!r}")
+
+
+# ------------------------------------------------------------------------------------- shared pieces
+def _inputs(key, p0, gamma0, n: int, dtype):
+    """Two random inputs with coordinate mean 0, |x|^2/N = |x'|^2/N = p0 and x.x'/N = gamma0 (to rounding)."""
+    z = jax.random.normal(key, (2, n), dtype)
+    z = z - jnp.mean(z, axis=1, keepdims=True)
+    u1 = z[0] / jnp.linalg.norm(z[0])
+    v = z[1] - jnp.dot(u1, z[1]) * u1
+    u2 = v / jnp.linalg.norm(v)
+    root_n = math.sqrt(n)
+    sp = jnp.sqrt(p0)
+    c1 = gamma0 / sp
+    c2 = jnp.sqrt(jnp.maximum(p0 - c1 * c1, 0.0))
+    return jnp.stack([root_n * (sp * u1), root_n * (c1 * u1 + c2 * u2)])
+
+
+def _x_stats(x_pair):
+    x, y = x_pair[0], x_pair[1]
+    d = x - y
+    return dict(p=jnp.mean(x * x), p2=jnp.mean(y * y), gamma=jnp.mean(x * y), s=jnp.mean(d * d),
+                mu=jnp.mean(x))
+
+
+def _h_stats(h_pair, phi1):
+    return dict(q=jnp.mean(h_pair[0] * h_pair[0]), lam=jnp.mean(h_pair[0] * h_pair[1]),
+                phi2=jnp.mean(phi1 * phi1))
+
+
+def _scales(hp, n: int):
+    return (jnp.sqrt(hp.sw2 / n), jnp.sqrt(hp.sv2 / n), jnp.sqrt(hp.sb2), jnp.sqrt(hp.sa2))
+
+
+# ------------------------------------------------------------------------------------- fast sampler
+def _basis(pair, rtol):
+    """Orthonormal rows (q0, q1) spanning the two rows of ``pair``, and R with a_k = sum_j R_jk q_j.
+
+    Built from a0 = x + x', a1 = x - x' (modified Gram-Schmidt). A direction whose norm is below
+    ``rtol`` times the pair's Frobenius norm gets q = 0: it is dropped from the conditioning.
+    """
+    a0 = pair[0] + pair[1]
+    a1 = pair[0] - pair[1]
+    n00 = jnp.dot(a0, a0)
+    scale2 = n00 + jnp.dot(a1, a1)
+    thresh2 = rtol * rtol * scale2
+    keep0 = n00 > thresh2
+    r00 = jnp.sqrt(n00)
+    q0 = jnp.where(keep0, a0 / jnp.where(keep0, r00, 1.0), 0.0)
+    r01 = jnp.dot(q0, a1)
+    v = a1 - r01 * q0
+    n11 = jnp.dot(v, v)
+    keep1 = n11 > thresh2
+    r11 = jnp.sqrt(n11)
+    q1 = jnp.where(keep1, v / jnp.where(keep1, r11, 1.0), 0.0)
+    return jnp.stack([q0, q1]), (r00, r01, r11)
+
+
+def _push_forward(r, z, c):
+    """(M x, M x') for a Gaussian matrix M with i.i.d. N(0, c^2) entries, given z_k = M q_k / c."""
+    r00, r01, r11 = r
+    m_a0 = r00 * z[0]
+    m_a1 = r01 * z[0] + r11 * z[1]
+    return (0.5 * c) * jnp.stack([m_a0 + m_a1, m_a0 - m_a1])
+
+
+def _pull_back(q, z, z_fresh, u, c):
+    """M^T u drawn from its law given the forward products M q_k = c z_k (see the module docstring)."""
+    u_norm = jnp.sqrt(jnp.dot(u, u))
+    coef = z @ u - u_norm * (q @ z_fresh)
+    return c * (coef @ q + u_norm * z_fresh)
+
+
+def _fast_layers(arch: str, act: Activation, n: int, dtype, hp):
+    """(forward, backward) layer functions of the fast sampler for one network."""
+    rtol = 4.0 * math.sqrt(float(np.finfo(dtype).eps))
+    cw, cv, sb, sa = _scales(hp, n)
+    frn = arch == "frn"
+    # forward draw rows: W q0, W q1, b [, V q0', V q1', a]; backward: fresh vector for W [, V]
+    n_fwd, n_bwd = (6, 2) if frn else (3, 1)
+
+    def forward(x_pair, key):
+        draw = jax.random.normal(key, (n_fwd, n), dtype)
+        q_x, r_x = _basis(x_pair, rtol)
+        h = _push_forward(r_x, draw[0:2], cw) + sb * draw[2]
+        phi = act.phi(h, hp.alpha)
+        stats = {**_x_stats(x_pair), **_h_stats(h, phi[0])}
+        tape = dict(q_x=q_x, z_w=draw[0:2], dphi=act.dphi(h[0], hp.alpha))
+        if frn:
+            q_phi, r_phi = _basis(phi, rtol)
+            new = _push_forward(r_phi, draw[3:5], cv) + x_pair + sa * draw[5]
+            tape.update(q_phi=q_phi, z_v=draw[3:5])
+        elif arch == "rrn":
+            new = phi + x_pair
+        else:
+            new = phi
+        return new, stats, tape
+
+    def backward(g, tape, key):
+        fresh = jax.random.normal(key, (n_bwd, n), dtype)
+        chi = jnp.mean(g * g)
+        t = _pull_back(tape["q_phi"], tape["z_v"], fresh[1], g, cv) if frn else g
+        delta = tape["dphi"] * t
+        g_prev = _pull_back(tape["q_x"], tape["z_w"], fresh[0], delta, cw)
+        if arch != "ff":
+            g_prev = g_prev + g
+        return g_prev, dict(chi=chi, chi_b=jnp.mean(delta * delta))
+
+    return forward, backward, (9 if frn else 5)
+
+
+# ------------------------------------------------------------------------------------ dense sampler
+def _dense_layers(arch: str, act: Activation, n: int, dtype, hp):
+    """(forward, backward) layer functions of the dense sampler: real N x N matrices from layer keys."""
+    cw, cv, sb, sa = _scales(hp, n)
+    frn = arch == "frn"
+
+    def mat(key, c):
+        return c * jax.random.normal(key, (n, n), dtype)
+
+    def forward(x_pair, key):
+        k_w, k_v, k_b, k_a = jax.random.split(key, 4)
+        h = x_pair @ mat(k_w, cw).T + sb * jax.random.normal(k_b, (n,), dtype)
+        phi = act.phi(h, hp.alpha)
+        stats = {**_x_stats(x_pair), **_h_stats(h, phi[0])}
+        if frn:
+            new = phi @ mat(k_v, cv).T + x_pair + sa * jax.random.normal(k_a, (n,), dtype)
+        elif arch == "rrn":
+            new = phi + x_pair
+        else:
+            new = phi
+        return new, stats, dict(h=h[0])
+
+    def backward(g, tape, key):
+        k_w, k_v, _, _ = jax.random.split(key, 4)  # the forward's keys: the same matrices
+        chi = jnp.mean(g * g)
+        t = g @ mat(k_v, cv) if frn else g
+        delta = act.dphi(tape["h"], hp.alpha) * t
+        g_prev = delta @ mat(k_w, cw)
+        if arch != "ff":
+            g_prev = g_prev + g
+        return g_prev, dict(chi=chi, chi_b=jnp.mean(delta * delta))
+
+    return forward, backward, 1
+
+
+# ---------------------------------------------------------------------------------- one network
+def _forward_scan(forward, x0, keys, keep_tape: bool):
+    def body(x_pair, key):
+        new, stats, tape = forward(x_pair, key)
+        return new, (stats, tape if keep_tape else None)
+
+    x_end, (stats, tape) = jax.lax.scan(body, x0, keys)
+    return x_end, stats, tape
+
+
+def _backward_scan(backward, g, tape, keys):
+    def body(g_cur, xs):
+        return backward(g_cur, *xs)
+
+    return jax.lax.scan(body, g, (tape, keys), reverse=True)
+
+
+def _network(hp, key, *, arch, act, depth, width, dtype, sampler, segment):
+    """Raw per-layer statistics of one sampled network (dict of float64 arrays of length L + 1)."""
+    hp = Hyper(*(jnp.asarray(v, dtype) for v in hp))
+    make = _fast_layers if sampler == "fast" else _dense_layers
+    forward, backward, _ = make(arch, act, width, dtype, hp)
+    k_in, k_sign, k_fwd, k_bwd = jax.random.split(key, 4)
+    x0 = _inputs(k_in, hp.p0, hp.gamma0, width, dtype)
+    keys_f = jax.random.split(k_fwd, depth)
+    # the dense sampler's backward redraws the forward matrices; the fast one needs fresh vectors
+    keys_b = jax.random.split(k_bwd, depth) if sampler == "fast" else keys_f
+    g_top = jax.random.rademacher(k_sign, (width,), dtype)
+
+    if segment >= depth:  # the whole tape fits: one forward pass, one backward pass
+        x_end, fstats, tape = _forward_scan(forward, x0, keys_f, True)
+        g0, bstats = _backward_scan(backward, g_top, tape, keys_b)
+    else:  # checkpoint the state every `segment` layers; recompute each segment in the backward pass
+        rem = depth % segment
+        n_seg = depth // segment
+        seg_keys_f = keys_f[rem:].reshape((n_seg, segment) + keys_f.shape[1:])
+        seg_keys_b = keys_b[rem:].reshape((n_seg, segment) + keys_b.shape[1:])
+        x_mid, fstats_head, _ = _forward_scan(forward, x0, keys_f[:rem], False)
+
+        def seg_forward(x_pair, kf):
+            new, stats, _ = _forward_scan(forward, x_pair, kf, False)
+            return new, (x_pair, stats)
+
+        x_end, (checkpoints, fstats_seg) = jax.lax.scan(seg_forward, x_mid, seg_keys_f)
+
+        def seg_backward(g, xs):
+            x_start, kf, kb = xs
+            _, _, tape = _forward_scan(forward, x_start, kf, True)
+            return _backward_scan(backward, g, tape, kb)
+
+        g_mid, bstats_seg = jax.lax.scan(seg_backward, g_top, (checkpoints, seg_keys_f, seg_keys_b),
+                                         reverse=True)
+        _, _, tape_head = _forward_scan(forward, x0, keys_f[:rem], True)
+        g0, bstats_head = _backward_scan(backward, g_mid, tape_head, keys_b[:rem])
+        flat = lambda a: a.reshape((-1,) + a.shape[2:])  # noqa: E731
+        fstats = jax.tree.map(lambda h, s: jnp.concatenate([h, flat(s)]), fstats_head, fstats_seg)
+        bstats = jax.tree.map(lambda h, s: jnp.concatenate([h, flat(s)]), bstats_head, bstats_seg)
+
+    last = _x_stats(x_end)
+    nan = jnp.full((1,), jnp.nan, dtype)
+    out = {k: jnp.concatenate([fstats[k], last[k][None]]) for k in ("p", "p2", "gamma", "s", "mu")}
+    out.update({k: jnp.concatenate([nan, fstats[k]]) for k in ("q", "lam", "phi2")})
+    out["chi"] = jnp.concatenate([jnp.mean(g0 * g0)[None], bstats["chi"]])
+    out["chi_b"] = jnp.concatenate([nan, bstats["chi_b"]])
+    return {k: v.astype(jnp.float64) for k, v in out.items()}
+
+
+@functools.partial(jax.jit, static_argnames=("arch", "act", "depth", "width", "dtype", "sampler",
+                                             "segment", "chunk"))
+def _networks(hp, keys, *, arch, act, depth, width, dtype, sampler, segment, chunk):
+    one = functools.partial(_network, arch=arch, act=act, depth=depth, width=width, dtype=dtype,
+                            sampler=sampler, segment=segment)
+    n_net = hp.sw2.shape[0]
+    if chunk >= n_net:
+        return jax.vmap(one)(hp, keys)
+    return jax.lax.map(lambda args: one(*args), (hp, keys), batch_size=chunk)
+
+
+def plan(sampler: str, arch: str, width: int, depth: int, itemsize: int, n_networks: int,
+         memory_bytes: int = DEFAULT_MEMORY_BYTES) -> tuple[int, int]:
+    """(segment length, networks per chunk) for a memory budget; segment >= depth means no recompute."""
+    n = width
+    tape_rows = (9 if arch == "frn" else 5) if sampler == "fast" else 1
+    # transient arrays of one layer: the forward draws and their images (fast), or one N x N matrix
+    work_rows = 24 if sampler == "fast" else n + 8
+    if (depth * tape_rows + work_rows + 2) * n * itemsize <= memory_bytes:
+        segment = depth
+        per_net = (depth * tape_rows + work_rows + 2) * n * itemsize
+    else:
+        segment = max(1, min(depth - 1, round(math.sqrt(2.0 * depth / tape_rows))))
+        per_net = (2 * (depth // segment + 1) + segment * tape_rows + work_rows) * n * itemsize
+    chunk = int(max(1, min(n_networks, memory_bytes // per_net)))
+    return segment, chunk
+
+
+# ------------------------------------------------------------------------------------------ public
+def simulate(spec: Spec, width: int, samples: int, key, sampler: str = "fast", dtype="float32", *,
+             memory_bytes: int = DEFAULT_MEMORY_BYTES) -> tuple[Trajectory, Trajectory]:
+    """Sample ``samples`` networks of width ``width`` per grid point of ``spec``; per-layer mean and stderr.
+
+    Args:
+      spec: the network (an array-valued spec is a grid; all grid points share the same random draws,
+        so differences across the grid are measured with common random numbers).
+      width: N >= 3.
+      samples: independent networks per grid point, >= 2.
+      key: a JAX PRNG key; the same key gives the same numbers (for either sampler, the inputs and the
+        +-1 output gradient come from the same sub-keys).
+      sampler: ``"fast"`` (exact O(N) per layer, see the module docstring) or ``"dense"`` (N x N matrices).
+      dtype: ``"float32"`` or ``"float64"`` (or the numpy/jax dtype). ReLU networks grow like B^l: deep
+        ones need float64, and a simulation is only meaningful while p and chi stay in range.
+      memory_bytes: memory target of one compiled chunk of networks.
+
+    Returns:
+      ``(mean, stderr)``: two :class:`Trajectory` values with shape ``spec.shape + (L + 1,)`` (``log_R``:
+      ``spec.shape``). Each field of ``mean`` is the average over samples of the per-network value; the
+      log twins are the logs of the means (``log_p = log mean p``) with stderr given by the delta method
+      (stderr(p) / mean(p)); ``log_R = log mean(chi^(0) / chi^(L))``. NaN where the theory is undefined.
+    """
+    if not isinstance(spec, Spec):
+        raise ValueError(f"spec must be a meanfield.Spec, got {type(spec).__name__}")
+    width, samples, sampler, dt = check_args(width, samples, sampler, dtype)
+    key = _check_key(key)
+    memory_bytes = _check_int("memory_bytes", memory_bytes, 1)
+
+    shape = spec.shape
+    n_grid = math.prod(shape)
+    hyper = spec.hyper()
+    n_net = n_grid * samples
+    # network index = grid_index * samples + sample_index
+    hp = Hyper(*(jnp.asarray(np.repeat(np.reshape(v, (n_grid,)), samples)) for v in hyper))
+    sample_keys = jax.random.split(key, samples)
+    keys = sample_keys[np.tile(np.arange(samples), n_grid)]
+    segment, chunk = plan(sampler, spec.arch, width, spec.depth, dt.itemsize, n_net, memory_bytes)
+    raw = _networks(hp, keys, arch=spec.arch, act=spec.act, depth=spec.depth, width=width, dtype=dt,
+                    sampler=sampler, segment=segment, chunk=chunk)
+    raw = {k: np.asarray(v).reshape((n_grid, samples, spec.depth + 1)) for k, v in raw.items()}
+    mean, stderr = _summarize(raw, spec.arch)
+    return (Trajectory(*(np.reshape(v, shape + v.shape[1:]) for v in mean)),
+            Trajectory(*(np.reshape(v, shape + v.shape[1:]) for v in stderr)))
+
+
+def _summarize(raw: dict, arch: str) -> tuple[Trajectory, Trajectory]:
+    """Per-network raw statistics (grid, samples, L + 1) -> (mean, stderr) trajectories over samples."""
+    n_samples = raw["p"].shape[1]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        per = {k: raw[k] for k in ("p", "q", "gamma", "lam", "s", "mu", "chi", "chi_b")}
+        per["e"] = raw["gamma"] / np.sqrt(raw["p"] * raw["p2"])
+        p_prev = np.concatenate([np.full_like(raw["p"][..., :1], np.nan), raw["p"][..., :-1]], -1)
+        per["chi_w"] = raw["chi_b"] * p_prev
+        undefined = np.full_like(raw["p"], np.nan)
+        if arch == "frn":
+            per["chi_a"] = np.concatenate([undefined[..., :1], raw["chi"][..., 1:]], -1)
+            per["chi_v"] = raw["chi"] * raw["phi2"]
+        else:
+            per["chi_a"] = per["chi_v"] = undefined
+        ratio = raw["chi"][..., 0] / raw["chi"][..., -1]
+
+        def mean_se(a, axis=1):
+            return np.mean(a, axis), np.std(a, axis, ddof=1) / math.sqrt(n_samples)
+
+        mean, se = {}, {}
+        for k, v in per.items():
+            mean[k], se[k] = mean_se(v)
+        for k in ("chi", "p", "s"):
+            mean["log_" + k] = np.log(mean[k])
+            se["log_" + k] = se[k] / mean[k]
+        m_r, s_r = mean_se(ratio)
+        mean["log_R"], se["log_R"] = np.log(m_r), s_r / m_r
+    return Trajectory(**mean), Trajectory(**se)
+
+
+def compare(theory: Trajectory, mean: Trajectory, stderr: Trajectory) -> dict:
+    """Per-layer discrepancy of a simulation from a theory trajectory, for every field and ``log_R``.
+
+    Returns ``{field: {"rel_err": (sim - theory) / |theory|, "z": (sim - theory) / stderr}}`` with numpy
+    arrays of the trajectories' shape. NaN where the theory (or the simulation) is undefined; where the
+    stderr is 0 (chi^(L) = 1 exactly), z is 0 for exact agreement and +-inf otherwise.
+    """
+    out = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for field in FIELDS + ("log_R",):
+            th = np.asarray(getattr(theory, field), np.float64)
+            sim = np.asarray(getattr(mean, field), np.float64)
+            se = np.asarray(getattr(stderr, field), np.float64)
+            diff = sim - th
+            z = np.where(diff == 0, 0.0, diff / se)
+            out[field] = {"rel_err": diff / np.abs(th), "z": np.where(np.isnan(diff), np.nan, z)}
+    return out
+
+
+def plot_comparison(ax, l, theory_values, sim_mean, sim_stderr, label: str = "", **kwargs):
+    """Theory as a line, simulation as points with error bars, in one colour, on a matplotlib Axes.
+
+    Extra keyword arguments go to both artists (e.g. ``color``). Returns ``(line, errorbar_container)``.
+    """
+    import matplotlib  # noqa: F401  (lazy: the engine itself never needs matplotlib)
+
+    l = np.asarray(l)
+    (line,) = ax.plot(l, np.asarray(theory_values), "-", label=f"{label} theory".strip(), **kwargs)
+    kwargs.setdefault("color", line.get_color())
+    bars = ax.errorbar(l, np.asarray(sim_mean), yerr=np.asarray(sim_stderr), fmt="o", ms=3, capsize=2,
+                       label=f"{label} simulation".strip(), **kwargs)
+    return line, bars
