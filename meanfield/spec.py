@@ -45,9 +45,9 @@ def _check_array(name: str, value, *, low=None, low_open=False, high=None) -> np
         if np.any(bad):
             rel = ">" if low_open else ">="
             rng = f"{rel} {low}" if high is None else f"in {'(' if low_open else '['}{low}, {high}]"
-            raise ValueError(f"{name} must be {rng}, got {arr[bad].ravel()[0]!r}")
+            raise ValueError(f"{name} must be {rng}, got {float(arr[bad].ravel()[0])!r}")
     if high is not None and np.any(arr > high):
-        raise ValueError(f"{name} must be <= {high}, got {arr[arr > high].ravel()[0]!r}")
+        raise ValueError(f"{name} must be <= {high}, got {float(arr[arr > high].ravel()[0])!r}")
     return arr
 
 
@@ -91,7 +91,7 @@ class Spec:
         if act.has_alpha and (np.any(alpha <= 0.5) or np.any(alpha > 1.0)):
             raise ValueError(
                 "alpha must be in (0.5, 1] for alpha_relu: for alpha <= 1/2 the gradient transform "
-                f"V'(q) = E[phi'(z)^2] is infinite; got {alpha.ravel()[0]!r}"
+                f"V'(q) = E[phi'(z)^2] is infinite; got {float(alpha.ravel()[0])!r}"
             )
         object.__setattr__(self, "alpha", alpha)
         p0 = _check_array("p0", self.p0, low=0.0, low_open=True)

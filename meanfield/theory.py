@@ -1,0 +1,150 @@
+"""Mean-field recursions (THEORY.md section 3): forward p, q, gamma, lambda, e, s, mu; backward chi.
+
+The recursion carries ``(log p, d = 1 - e, mu / sqrt p)`` rather than ``(p, gamma, mu)``:
+
+* log p never overflows (a ReLU FRN has p ~ B^l; at l = 1e5 that is exp(4e4));
+* d -> 0 like 1/l^2 for ReLU, and the update of d is a sum of non-negative terms, so it keeps full
+  relative precision where 1 - gamma/p would cancel.
+
+With x = V phi(h) + x + a (FRN; RRN is the same with sv2 = 1, sa2 = 0 plus the mean term) and
+``inc = (p_l - p_{l-1}) / p_{l-1}``:
+
+    log p_l = log p_{l-1} + log1p(inc)
+    d_l     = (sv2 (V/p) (1 - rho(c)) + d_{l-1}) / (1 + inc),   1 - c = sw2 d_{l-1} / (sw2 + sb2/p_{l-1})
+
+where rho(c) = W(q, c q) / V(q). The backward pass is a reverse cumulative sum of log chi factors.
+One ``jax.lax.scan`` over depth serves every depth <= L; grids of hyperparameters are vmapped in
+chunks and sharded over all visible devices.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from .activations import Activation
+from .spec import Hyper, Spec
+from .trajectory import Trajectory
+
+#: Default number of grid points per compiled call (bounds memory: a tanh layer update holds
+#: ~13,000 quadrature nodes per grid point).
+DEFAULT_CHUNK = 512
+
+
+def _layer_scan(arch: str, act: Activation, depth: int, h: Hyper):
+    """Forward recursion for one grid point (scalars in ``h``); returns per-layer arrays (length L)."""
+    sw2, sv2, sb2, sa2, alpha = h.sw2, h.sv2, h.sb2, h.sa2, h.alpha
+
+    def step(carry, _):
+        log_p, d, m = carry  # m = mu / sqrt(p)
+        p_inv = jnp.exp(-log_p)
+        qr = sw2 + sb2 * p_inv  # q / p
+        log_q = log_p + jnp.log(qr)
+        safe_qr = jnp.where(qr > 0, qr, 1.0)
+        delta = jnp.where(qr > 0, sw2 * d / safe_qr, 0.0)  # 1 - c, c = lambda / q
+        lV = act.log_V(log_q, alpha)
+        lVp = act.log_Vp(log_q, alpha)
+        omr = act.one_minus_corr(log_q, delta, alpha)  # 1 - rho(c)
+        v_over_p = jnp.exp(lV - log_p)
+        if arch == "ff":
+            log_p_new = lV
+            d_new = omr
+            m_new = act.M_scaled(log_q, 0.5 * lV, alpha)
+        else:
+            mean_term = 0.0
+            if arch == "rrn" and not act.odd:
+                mean_term = 2.0 * m * act.M_scaled(log_q, 0.5 * log_p, alpha)
+            inc = sv2 * v_over_p + sa2 * p_inv + mean_term
+            log_p_new = log_p + jnp.log1p(inc)
+            d_new = (sv2 * v_over_p * omr + d) / (1.0 + inc)
+            if arch == "rrn" and not act.odd:
+                m_new = (m + act.M_scaled(log_q, 0.5 * log_p, alpha)) / jnp.sqrt(1.0 + inc)
+            else:
+                m_new = jnp.zeros_like(m)
+        out = (log_p_new, d_new, m_new, log_q, 1.0 - delta, lV, lVp)
+        return (log_p_new, d_new, m_new), out
+
+    carry0 = (jnp.log(h.p0), 1.0 - h.gamma0 / h.p0, jnp.zeros_like(h.p0))
+    _, outs = jax.lax.scan(step, carry0, None, length=depth)
+    return carry0, outs
+
+
+def _single(arch: str, act: Activation, depth: int, h: Hyper) -> Trajectory:
+    (lp0, d0, m0), (log_p, d, m, log_q, c, lV, lVp) = _layer_scan(arch, act, depth, h)
+    cat = lambda x0, xs: jnp.concatenate([jnp.reshape(x0, (1,)), xs])  # noqa: E731
+    nan = jnp.full((1,), jnp.nan)
+    log_p = cat(lp0, log_p)
+    d = cat(d0, d)
+    m = cat(m0, m)
+    p = jnp.exp(log_p)
+    e = 1.0 - d
+    log_s = log_p + jnp.log(2.0 * d)
+    q = jnp.concatenate([nan, jnp.exp(log_q)])
+    lam = jnp.concatenate([nan, c * jnp.exp(log_q)])
+
+    # backward: chi^(l-1) = chi^(l) * factor_l, chi^(L) = 1
+    vp = jnp.exp(lVp)
+    if arch == "ff":
+        log_factor = jnp.log(h.sw2 * vp)
+    else:
+        log_factor = jnp.log1p(h.sv2 * h.sw2 * vp)
+    tail = jnp.cumsum(log_factor[::-1])[::-1]  # tail[k] = sum_{j >= k} log factor_{j+1}
+    log_chi = jnp.concatenate([tail, jnp.zeros((1,))])
+    chi = jnp.exp(log_chi)
+    lchi = log_chi[1:]  # chi^(l), l = 1..L
+    chi_b = cat(jnp.nan, jnp.exp(jnp.log(h.sv2) + lchi + lVp))
+    chi_w = cat(jnp.nan, jnp.exp(jnp.log(h.sv2) + lchi + lVp + log_p[:-1]))
+    if arch == "frn":
+        chi_a = cat(jnp.nan, jnp.exp(lchi))
+        chi_v = cat(jnp.nan, jnp.exp(lchi + lV))
+    else:
+        chi_a = chi_v = jnp.full_like(p, jnp.nan)
+    return Trajectory(
+        p=p, q=q, gamma=e * p, lam=lam, e=e, s=jnp.exp(log_s), mu=m * jnp.exp(0.5 * log_p),
+        chi=chi, log_chi=log_chi, chi_a=chi_a, chi_b=chi_b, chi_w=chi_w, chi_v=chi_v,
+        log_p=log_p, log_s=log_s, log_R=log_chi[0],
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("arch", "act", "depth"))
+def _batched(h: Hyper, *, arch: str, act: Activation, depth: int) -> Trajectory:
+    return jax.vmap(lambda hh: _single(arch, act, depth, hh))(h)
+
+
+def trajectory(spec: Spec, *, chunk_size: int | None = None) -> Trajectory:
+    """Mean-field trajectory of ``spec``, layers l = 0..L on the last axis.
+
+    A spec with array-valued hyperparameters is a grid: the result has the grid's broadcast shape in
+    front. The grid is evaluated in chunks of ``chunk_size`` points (default 512) by one compiled
+    program (a new hyperparameter value never recompiles), sharded over all visible devices.
+    """
+    if not isinstance(spec, Spec):
+        raise ValueError(f"spec must be a meanfield.Spec, got {type(spec).__name__}")
+    shape = spec.shape
+    h = spec.hyper()
+    n = math.prod(shape)
+    flat = [np.reshape(x, (n,)) for x in h]
+    devices = jax.devices()
+    n_dev = len(devices)
+    chunk = int(chunk_size or DEFAULT_CHUNK)
+    if chunk < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    chunk = min(chunk, n)
+    chunk = -(-chunk // n_dev) * n_dev  # a multiple of the device count
+    sharding = NamedSharding(Mesh(np.array(devices), ("grid",)), PartitionSpec("grid")) if n_dev > 1 else None
+    pieces = []
+    for start in range(0, n, chunk):
+        part = [x[start:start + chunk] for x in flat]
+        pad = chunk - part[0].shape[0]
+        if pad:  # repeat the last point: padded lanes are valid networks, cut off below
+            part = [np.concatenate([x, np.repeat(x[-1:], pad)]) for x in part]
+        args = Hyper(*(jnp.asarray(x) if sharding is None else jax.device_put(x, sharding) for x in part))
+        out = _batched(args, arch=spec.arch, act=spec.act, depth=spec.depth)
+        pieces.append(jax.tree.map(lambda a: np.asarray(a)[: chunk - pad], out))
+    stacked = [np.concatenate([getattr(pc, f) for pc in pieces]) for f in Trajectory._fields]
+    return Trajectory(*(np.reshape(a, shape + a.shape[1:]) for a in stacked))

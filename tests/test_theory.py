@@ -1,0 +1,212 @@
+"""The theory engine against THEORY.md's reference values, exact identities and an independent referee."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+from scipy import integrate
+
+import meanfield as mf
+from meanfield import reference as ref
+from meanfield.cli import main
+from meanfield.theory import _batched, trajectory
+
+warnings.filterwarnings("ignore", category=integrate.IntegrationWarning)
+ARCHS = ("frn", "rrn", "ff")
+ACTS = ("tanh", "relu", "alpha_relu", "erf")
+
+
+def test_relu_frn_reference_values():
+    t = trajectory(mf.Spec("frn", "relu", 10, sw2=1, sv2=1, sb2=0.5, sa2=0.5, p0=1, gamma0=0.5))
+    np.testing.assert_allclose(t.p, 2.5 * 1.5 ** np.arange(11) - 1.5, rtol=1e-14)
+    assert t.gamma[1] == pytest.approx(1.544080399454, rel=1e-11)
+    assert t.e[1] == pytest.approx(0.686257955313, rel=1e-11)
+    assert t.gamma[10] == pytest.approx(124.240885631677, rel=1e-12)
+    assert t.e[10] == pytest.approx(0.870872167427, rel=1e-11)
+    assert t.log_R == pytest.approx(10 * math.log(1.5), rel=1e-14)
+
+
+def test_tanh_frn_reference_values():
+    t = trajectory(mf.Spec("frn", "tanh", 10, sw2=1.69, sv2=1.5, sb2=0.49, sa2=0.5, p0=1, gamma0=0.5))
+    assert t.p[1] == pytest.approx(2.3027038921, rel=1e-10)
+    assert t.gamma[1] == pytest.approx(1.4498038601, rel=1e-10)
+    assert t.p[10] == pytest.approx(17.3386466509, rel=1e-10)
+    assert t.gamma[10] == pytest.approx(12.1009409423, rel=1e-10)
+    assert t.log_R == pytest.approx(3.48648160, rel=1e-8)
+
+
+def test_relu_frn_exact_identities():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        sw2, sv2, sb2, sa2 = rng.uniform(0.05, 3, 4)
+        p0 = rng.uniform(0.2, 3)
+        L = 60
+        t = trajectory(mf.Spec("frn", "relu", L, sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2, p0=p0, gamma0=0.3 * p0))
+        B, K = 1 + sv2 * sw2 / 2, sv2 * sb2 / 2 + sa2
+        l = np.arange(L + 1)
+        np.testing.assert_allclose(t.p, B**l * (p0 + K / (B - 1)) - K / (B - 1), rtol=1e-12)
+        np.testing.assert_allclose(t.chi[:-1] / t.chi[1:], B, rtol=1e-13)  # chi factor = B
+        assert t.log_R == pytest.approx(L * math.log(B), rel=1e-13)
+
+
+def test_relu_frn_depth_100000_stays_finite_and_exact():
+    L = 100_000
+    sw2, sv2 = 1.3, 0.9
+    t = trajectory(mf.Spec("frn", "relu", L, sw2=sw2, sv2=sv2, sb2=0.5, sa2=0.5))
+    assert np.all(np.isfinite(t.log_p)) and np.all(np.isfinite(t.log_s)) and np.all(np.isfinite(t.log_chi))
+    assert np.all(np.isfinite(t.e)) and not np.any(np.isnan(t.p))
+    assert t.log_R == pytest.approx(L * math.log(1 + sv2 * sw2 / 2), rel=1e-9)
+    B = 1 + sv2 * sw2 / 2
+    assert t.log_p[-1] == pytest.approx(L * math.log(B), rel=1e-4)
+    assert np.isinf(t.p[-1])  # overflows float64: the log twin carries it
+
+
+@pytest.mark.parametrize("act", ["tanh", "erf"])
+def test_frn_with_unit_v_and_no_a_equals_rrn_for_odd_phi(act):
+    kw = dict(sw2=1.1, sb2=0.2, p0=1.3, gamma0=-0.4)
+    frn = trajectory(mf.Spec("frn", act, 15, sv2=1.0, sa2=0.0, **kw))
+    rrn = trajectory(mf.Spec("rrn", act, 15, sv2=7.0, sa2=3.0, **kw))  # rrn ignores sv2, sa2
+    for f in ("p", "q", "gamma", "lam", "e", "s", "chi", "chi_b", "chi_w", "log_R"):
+        np.testing.assert_allclose(getattr(frn, f), getattr(rrn, f), rtol=1e-13)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("act", ACTS)
+def test_equal_inputs_stay_equal_and_cauchy_schwarz(arch, act):
+    same = trajectory(mf.Spec(arch, act, 30, sw2=1.4, sv2=0.8, sb2=0.3, sa2=0.2, alpha=0.7, p0=2.0, gamma0=2.0))
+    np.testing.assert_array_equal(same.e, 1.0)
+    np.testing.assert_array_equal(same.s, 0.0)
+    diff = trajectory(mf.Spec(arch, act, 30, sw2=1.4, sv2=0.8, sb2=0.3, sa2=0.2, alpha=0.7, p0=2.0, gamma0=-1.5))
+    assert np.all(np.abs(diff.gamma) <= diff.p * (1 + 1e-14))
+    assert np.all(diff.s >= 0)
+
+
+def _assert_matches_reference(arch, act, depth, seed, rtol):
+    rng = np.random.default_rng(seed)
+    sw2, sv2, sb2, sa2 = rng.uniform(0.05, 3, 4)
+    alpha = rng.uniform(0.55, 1.0)
+    p0 = rng.uniform(0.5, 2.0)
+    gamma0 = rng.uniform(-0.9, 0.9) * p0
+    t = trajectory(mf.Spec(arch, act, depth, sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2, alpha=alpha, p0=p0, gamma0=gamma0))
+    r = ref.trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha, p0, gamma0)
+    for field in mf.FIELDS:
+        name = "lambda" if field == "lam" else field
+        if name not in r:
+            continue
+        got, want = np.asarray(getattr(t, field)), r[name]
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=field)
+        ok = ~np.isnan(want)
+        # mu is exactly 0 for odd phi while quadrature returns ~1e-17: compare on the scale sqrt(p)
+        atol = 1e-12 * float(np.sqrt(np.max(r["p"]))) if field == "mu" else 0.0
+        np.testing.assert_allclose(got[ok], want[ok], rtol=rtol, atol=atol, err_msg=f"{arch} {act} {field}")
+    assert float(t.log_R) == pytest.approx(r["log_R"], rel=rtol)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("act", ACTS)
+def test_matches_independent_reference(arch, act):
+    _assert_matches_reference(arch, act, depth=6, seed=zlib.crc32(f"{arch}{act}".encode()), rtol=1e-8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("act", ACTS)
+def test_matches_independent_reference_depth_50(arch, act):
+    _assert_matches_reference(arch, act, depth=50, seed=7 + zlib.crc32(f"{arch}{act}".encode()), rtol=1e-8)
+
+
+def test_sweep_equals_loop_of_single_calls_and_never_recompiles():
+    sw2 = np.linspace(0.2, 2.5, 5)[:, None]
+    sa2 = np.array([0.0, 0.5, 1.0])[None, :]
+    grid = mf.Spec("frn", "tanh", 12, sw2=sw2, sv2=1.5, sb2=0.3, sa2=sa2)
+    swept = trajectory(grid, chunk_size=4)  # 15 points in chunks of 4: padding exercised
+    assert swept.p.shape == (5, 3, 13) and swept.log_R.shape == (5, 3)
+    size_after_sweep = _batched._cache_size()
+    for i in range(5):
+        for j in range(3):
+            single = trajectory(mf.Spec("frn", "tanh", 12, sw2=float(sw2[i, 0]), sv2=1.5, sb2=0.3, sa2=float(sa2[0, j])))
+            for f in mf.Trajectory._fields:
+                np.testing.assert_allclose(getattr(swept, f)[i, j], getattr(single, f), rtol=1e-13, atol=0, err_msg=f)
+    # new values of the same shape reuse the compiled program
+    before = _batched._cache_size()
+    trajectory(mf.Spec("frn", "tanh", 12, sw2=0.777, sv2=1.1, sb2=0.9, sa2=0.01))
+    trajectory(mf.Spec("frn", "tanh", 12, sw2=0.333, sv2=2.2, sb2=0.1, sa2=0.3, p0=2.0, gamma0=1.0))
+    assert _batched._cache_size() == before
+    assert size_after_sweep >= 1
+
+
+def test_sharded_over_four_devices_equals_single_device(tmp_path):
+    code = (
+        "import json, numpy as np, jax, meanfield as mf\n"
+        "assert len(jax.devices()) == 4\n"
+        "t = mf.theory.trajectory(mf.Spec('frn', 'tanh', 9, sw2=np.linspace(0.1, 2, 10), sv2=1.5, sb2=0.2, sa2=0.5), chunk_size=6)\n"
+        "print(json.dumps({'p': t.p.tolist(), 'logR': t.log_R.tolist()}))\n"
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    local = trajectory(mf.Spec("frn", "tanh", 9, sw2=np.linspace(0.1, 2, 10), sv2=1.5, sb2=0.2, sa2=0.5))
+    np.testing.assert_allclose(got["p"], local.p, rtol=1e-13)
+    np.testing.assert_allclose(got["logR"], local.log_R, rtol=1e-13)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(arch="cnn"), "arch must be one of"),
+    (dict(act="swish"), "act must be one of"),
+    (dict(depth=0), "depth must be an integer >= 1"),
+    (dict(depth=2.5), "depth must be an integer >= 1"),
+    (dict(sw2=-0.1), "sw2 must be >= 0"),
+    (dict(sv2=float("nan")), "sv2 must be finite"),
+    (dict(sb2=[0.1, -1.0]), "sb2 must be >= 0"),
+    (dict(sa2="x"), "sa2 must be a number"),
+    (dict(act="alpha_relu", alpha=0.5), r"alpha must be in \(0.5, 1\]"),
+    (dict(act="alpha_relu", alpha=1.2), r"alpha must be in \(0.5, 1\]"),
+    (dict(p0=0.0), "p0 must be > 0"),
+    (dict(gamma0=1.5), r"\|gamma0\| <= p0"),
+    (dict(sw2=np.ones(3), sb2=np.ones(4)), "do not broadcast"),
+])
+def test_bad_spec_raises_clear_error(kwargs, message):
+    base = dict(arch="frn", act="tanh", depth=3, sw2=1.0)
+    with pytest.raises(ValueError, match=message):
+        mf.Spec(**{**base, **kwargs})
+
+
+def test_cli_json_keys(capsys):
+    assert main(["theory", "--arch", "rrn", "--act", "relu", "--sw2", "1.2", "--sb2", "0.1",
+                 "--depth", "4", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    keys = ["p", "q", "gamma", "lambda", "e", "s", "mu", "chi", "log_chi", "chi_a", "chi_b", "chi_w",
+            "chi_v", "log_p", "log_s"]
+    assert set(out) == {"l", "log_R", *keys}
+    assert out["l"] == [0, 1, 2, 3, 4]
+    assert all(len(out[k]) == 5 for k in keys)
+    assert out["q"][0] is None and out["q"][1] == pytest.approx(1.3)
+    assert out["chi_a"] == [None] * 5 and out["chi_v"] == [None] * 5  # the rrn has no a and no V
+    assert out["chi"][-1] == 1.0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sw2", "-1"], "sw2 must be >= 0"),
+    (["--sw2", "1", "--act", "alpha_relu", "--alpha", "0.2"], "alpha must be in"),
+    (["--sw2", "1", "--depth", "0"], "depth must be an integer >= 1"),
+    (["--sw2", "1", "--act", "gelu"], "invalid choice"),
+    (["--sw2", "1", "--p0", "1", "--gamma0", "3"], "gamma0"),
+])
+def test_cli_bad_input_exits_2_with_one_line(argv, message, capsys):
+    base = {"--arch": "frn", "--act": "tanh", "--depth": "3"}
+    args = ["theory"]
+    for k, v in base.items():
+        if k not in argv:
+            args += [k, v]
+    with pytest.raises(SystemExit) as exc:
+        main(args + argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
