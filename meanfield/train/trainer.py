@@ -1,0 +1,267 @@
+"""Training a whole grid of networks (variance settings x seeds) in one jitted program.
+
+All networks of a grid share the architecture, activation, depth and width (static: they fix the
+shapes), and differ in their variances, alpha and seed (arrays: one leading grid axis). Initialization,
+each training epoch and evaluation are ``jax.vmap`` over the grid axis of a one-network function, and
+the grid axis is sharded over all visible devices (``jax.sharding``), padded to a multiple of the
+device count. Training is float32.
+
+A network whose loss or gradient turns NaN or inf is *diverged*: the offending update and all later
+ones are masked out (its parameters stay at their last finite values), the epoch is recorded, and the
+other networks of the grid carry on untouched. Each network's data order comes from its own seed, so
+its result does not depend on which other networks share its grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ..activations import Activation
+from .data import MNIST
+from .model import Variances, apply, cross_entropy, init_params
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Training hyperparameters shared by every network of a grid.
+
+    Defaults train the shallow and well-conditioned networks of the sweeps to ~97% test accuracy on
+    the full MNIST set; the sweeps' ``--quick`` setting shrinks them for a CPU.
+
+    Args:
+      width: N, the width of the residual stream.
+      epochs: passes over the training set.
+      batch: minibatch size (the last incomplete batch of each epoch is dropped).
+      lr: learning rate.
+      momentum: heavy-ball momentum of SGD (0 for plain SGD; ignored by adam).
+      optimizer: ``sgd`` or ``adam``.
+      eval_batch: examples per forward pass during evaluation (memory only; results do not depend on it).
+    """
+
+    width: int = 128
+    epochs: int = 10
+    batch: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    optimizer: str = "sgd"
+    eval_batch: int = 1000
+
+    def __post_init__(self):
+        for name in ("width", "epochs", "batch", "eval_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not (np.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if not (np.isfinite(self.momentum) and 0 <= self.momentum < 1):
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    if cfg.optimizer == "adam":
+        return optax.adam(cfg.lr)
+    return optax.sgd(cfg.lr, momentum=cfg.momentum or None)
+
+
+class TrainState(NamedTuple):
+    """One network's (or, with a leading grid axis, a grid's) training state."""
+
+    params: dict
+    opt_state: object
+    alive: object  # bool: no non-finite loss or gradient seen yet
+    diverged_epoch: object  # int32: 1-based epoch of the first non-finite step, 0 if none
+    epoch_loss: object  # float32: mean training loss of the last epoch (finite steps only)
+
+
+class GridResult(NamedTuple):
+    """Per-network results (numpy, shape (G,))."""
+
+    train_acc: np.ndarray
+    test_acc: np.ndarray
+    test_loss: np.ndarray
+    diverged_epoch: np.ndarray
+    train_loss: np.ndarray
+
+
+# ------------------------------------------------------------------------------ one-network functions
+def _init_one(key, var: Variances, *, arch: str, width: int, depth: int, cfg: TrainConfig) -> TrainState:
+    params = init_params(jax.random.fold_in(key, 0), var, arch=arch, width=width, depth=depth)
+    opt_state = make_optimizer(cfg).init(params)
+    return TrainState(params, opt_state, jnp.array(True), jnp.array(0, jnp.int32), jnp.array(0.0, jnp.float32))
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)]
+    return functools.reduce(jnp.logical_and, leaves)
+
+
+def _epoch_one(state: TrainState, var: Variances, key, epoch, x, y, *, arch: str, act: Activation,
+               cfg: TrainConfig) -> TrainState:
+    """One pass over (x, y) in this network's own random order (key, epoch) with masked updates."""
+    n = x.shape[0]
+    steps = n // cfg.batch
+    order = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(key, 1), epoch), n)
+    batches = order[: steps * cfg.batch].reshape(steps, cfg.batch)
+    opt = make_optimizer(cfg)
+
+    def loss_fn(params, xb, yb):
+        return cross_entropy(apply(params, var.alpha, xb, arch=arch, act=act), yb)
+
+    def step(carry, idx):
+        st, loss_sum, n_ok = carry
+        loss, grads = jax.value_and_grad(loss_fn)(st.params, x[idx], y[idx])
+        ok = jnp.isfinite(loss) & _all_finite(grads)
+        keep = st.alive & ok
+        updates, new_opt = opt.update(grads, st.opt_state, st.params)
+        new_params = optax.apply_updates(st.params, updates)
+        pick = lambda new, old: jnp.where(keep, new, old)  # noqa: E731
+        st = TrainState(
+            jax.tree_util.tree_map(pick, new_params, st.params),
+            jax.tree_util.tree_map(pick, new_opt, st.opt_state),
+            keep,
+            jnp.where(st.alive & ~ok, (epoch + 1).astype(jnp.int32), st.diverged_epoch),
+            st.epoch_loss,
+        )
+        return (st, loss_sum + jnp.where(keep, loss, 0.0), n_ok + keep), None
+
+    zero = jnp.array(0.0, jnp.float32)
+    (state, loss_sum, n_ok), _ = jax.lax.scan(step, (state, zero, jnp.array(0, jnp.int32)), batches)
+    epoch_loss = jnp.where(n_ok > 0, loss_sum / jnp.maximum(n_ok, 1), jnp.nan).astype(jnp.float32)
+    return state._replace(epoch_loss=epoch_loss)
+
+
+def _eval_one(params, alpha, xs, ys, mask, *, arch: str, act: Activation):
+    """(correct count, summed loss) over padded chunks xs (c, b, 784); a non-finite logit row is wrong."""
+
+    def body(carry, inp):
+        correct, loss_sum = carry
+        xb, yb, mb = inp
+        logits = apply(params, alpha, xb, arch=arch, act=act)
+        finite = jnp.all(jnp.isfinite(logits), -1)
+        hit = (jnp.argmax(logits, -1) == yb) & finite & mb
+        losses = jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, yb[:, None], -1)[:, 0]
+        return (correct + jnp.sum(hit, dtype=jnp.int32), loss_sum + jnp.sum(jnp.where(mb, losses, 0.0))), None
+
+    init = (jnp.array(0, jnp.int32), jnp.array(0.0, jnp.float32))
+    (correct, loss_sum), _ = jax.lax.scan(body, init, (xs, ys, mask))
+    return correct, loss_sum
+
+
+# ------------------------------------------------------------------------------------- grid programs
+@functools.partial(jax.jit, static_argnames=("arch", "width", "depth", "cfg"))
+def init_grid(keys, var: Variances, *, arch: str, width: int, depth: int, cfg: TrainConfig) -> TrainState:
+    """Initial states of a grid: keys (G, 2) and variances (G,) -> TrainState with a leading G axis."""
+    fn = functools.partial(_init_one, arch=arch, width=width, depth=depth, cfg=cfg)
+    return jax.vmap(fn)(keys, var)
+
+
+@functools.partial(jax.jit, static_argnames=("arch", "act", "cfg"), donate_argnums=(0,))
+def train_epoch_grid(state: TrainState, var: Variances, keys, epoch, x, y, *, arch: str, act: Activation,
+                     cfg: TrainConfig) -> TrainState:
+    """One epoch for every network of a grid (shared data x, y; per-network order and masking)."""
+    fn = functools.partial(_epoch_one, arch=arch, act=act, cfg=cfg)
+    return jax.vmap(fn, in_axes=(0, 0, 0, None, None, None))(state, var, keys, epoch, x, y)
+
+
+@functools.partial(jax.jit, static_argnames=("arch", "act"))
+def evaluate_grid(params, alpha, xs, ys, mask, *, arch: str, act: Activation):
+    """Correct counts and summed losses of every network of a grid on the padded chunks (xs, ys, mask)."""
+    fn = functools.partial(_eval_one, arch=arch, act=act)
+    return jax.vmap(fn, in_axes=(0, 0, None, None, None))(params, alpha, xs, ys, mask)
+
+
+def _chunks(x: np.ndarray, y: np.ndarray, size: int):
+    """Pad (x, y) to a multiple of ``size`` and reshape to (chunks, size, ...), with a validity mask."""
+    size = min(size, len(x))
+    n_chunks = -(-len(x) // size)
+    pad = n_chunks * size - len(x)
+    mask = np.concatenate([np.ones(len(x), bool), np.zeros(pad, bool)])
+    xp = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)])
+    yp = np.concatenate([y, np.zeros(pad, y.dtype)])
+    return (xp.reshape(n_chunks, size, -1), yp.reshape(n_chunks, size), mask.reshape(n_chunks, size))
+
+
+def grid_shardings(devices=None):
+    """(sharded along the grid axis, replicated) shardings over ``devices`` (default: all visible)."""
+    devices = list(jax.devices() if devices is None else devices)
+    mesh = Mesh(np.array(devices), ("grid",))
+    return NamedSharding(mesh, PartitionSpec("grid")), NamedSharding(mesh, PartitionSpec())
+
+
+def train_grid(var: Variances, seeds, data: MNIST, *, arch: str, act: Activation, depth: int,
+               cfg: TrainConfig, devices=None,
+               on_epoch: Callable[[int, TrainState], None] | None = None) -> GridResult:
+    """Train G networks at once and evaluate them; returns per-network results.
+
+    Args:
+      var: variances and alpha, each broadcastable to (G,).
+      seeds: (G,) integer seeds; a network's initialization and data order depend only on its seed.
+      data: standardized MNIST (any subset); training uses every training example each epoch.
+      arch, act, depth: the shared architecture (``frn``, ``rrn`` or ``ff``), activation and depth.
+      cfg: training hyperparameters.
+      devices: devices to shard the grid over (default: all visible devices).
+      on_epoch: called after each epoch with (epoch index from 1, the grid's TrainState).
+    """
+    seeds = np.asarray(seeds, dtype=np.int64).ravel()
+    g = len(seeds)
+    if g == 0:
+        raise ValueError("seeds must hold at least one seed")
+    if cfg.batch > len(data.x_train):
+        raise ValueError(f"batch must be <= the number of training examples ({len(data.x_train)}), got {cfg.batch}")
+    var_np = Variances(*(np.broadcast_to(np.asarray(v, np.float32), (g,)) for v in var))
+    sharded, replicated = grid_shardings(devices)
+    n_dev = sharded.mesh.size
+    padded = -(-g // n_dev) * n_dev
+    # padding repeats the last network; its results are dropped
+    pad = lambda a: np.concatenate([a, np.repeat(a[-1:], padded - g, 0)])  # noqa: E731
+    keys = np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in seeds])
+    keys = jax.device_put(pad(keys), sharded)
+    var_dev = jax.device_put(Variances(*(pad(v) for v in var_np)), sharded)
+    x_train = jax.device_put(data.x_train.astype(np.float32), replicated)
+    y_train = jax.device_put(data.y_train.astype(np.int32), replicated)
+
+    state = init_grid(keys, var_dev, arch=arch, width=cfg.width, depth=depth, cfg=cfg)
+    for epoch in range(cfg.epochs):
+        state = train_epoch_grid(state, var_dev, keys, jnp.asarray(epoch, jnp.int32), x_train, y_train,
+                                 arch=arch, act=act, cfg=cfg)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, state)
+
+    def evaluate(x, y):
+        xs, ys, mask = (jax.device_put(a, replicated) for a in _chunks(x, y, cfg.eval_batch))
+        correct, loss = evaluate_grid(state.params, var_dev.alpha, xs, ys, mask, arch=arch, act=act)
+        return (np.asarray(correct)[:g] / len(x)).astype(np.float64), np.asarray(loss, np.float64)[:g] / len(x)
+
+    train_acc, _ = evaluate(data.x_train, data.y_train)
+    test_acc, test_loss = evaluate(data.x_test, data.y_test)
+    return GridResult(train_acc, test_acc, test_loss, np.asarray(state.diverged_epoch)[:g],
+                      np.asarray(state.epoch_loss)[:g])
+
+
+def train_sequential(var: Variances, seeds, data: MNIST, **kwargs) -> tuple[GridResult, float]:
+    """The same networks trained one after another (the baseline of ``experiments/bench_train.py``).
+
+    Returns the stacked results and the wall time in seconds (compilation excluded: one network is
+    trained first to warm the cache).
+    """
+    seeds = np.asarray(seeds, dtype=np.int64).ravel()
+    var_np = Variances(*(np.broadcast_to(np.asarray(v, np.float32), seeds.shape) for v in var))
+    one = lambda i: train_grid(Variances(*(v[i:i + 1] for v in var_np)), seeds[i:i + 1], data, **kwargs)  # noqa: E731
+    one(0)
+    start = time.perf_counter()
+    results = [one(i) for i in range(len(seeds))]
+    seconds = time.perf_counter() - start
+    return GridResult(*(np.concatenate(field) for field in zip(*results))), seconds
