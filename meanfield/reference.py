@@ -84,6 +84,50 @@ def W(act, q, lam, alpha=1.0):
     return _quad(lambda x: phi(x) * inner(x) * dens(x), -12 * s, 12 * s)
 
 
+def _phi_diff(act: str, alpha: float):
+    """phi(x) - phi(x - z), written so that small z loses no digits."""
+    if act == "tanh":
+        def sech(x):
+            return 0.0 if abs(x) > 700 else 1.0 / math.cosh(x)
+        return lambda x, z: math.sinh(z) * sech(x) * sech(x - z)
+    if act in ("relu", "alpha_relu"):
+        a = 1.0 if act == "relu" else alpha
+
+        def diff(x, z):
+            y = x - z
+            if x > 0 and y > 0:
+                return -(x**a) * math.expm1(a * math.log1p(-z / x))
+            return (x**a if x > 0 else 0.0) - (y**a if y > 0 else 0.0)
+        return diff
+    if act == "erf":
+        nodes, weights = np.polynomial.legendre.leggauss(20)
+
+        def diff(x, z):
+            if abs(z) > 1e-2:
+                return math.erf(x) - math.erf(x - z)
+            t = x - z / 2 + z / 2 * nodes  # (2/sqrt(pi)) int_{x-z}^{x} exp(-t^2) dt
+            return z / 2 * float(np.sum(weights * np.exp(-t * t))) * 2 / math.sqrt(math.pi)
+        return diff
+    raise ValueError(act)
+
+
+def half_sq_diff(act, q, delta, alpha=1.0):
+    """(1/2) E[(phi(x) - phi(y))^2] = V - W at correlation c = 1 - delta, without cancellation near c = 1."""
+    diff = _phi_diff(act, alpha)
+    delta = min(max(delta, 0.0), 2.0)
+    s = math.sqrt(q)
+    sig = s * math.sqrt(delta * (2.0 - delta))
+
+    def inner(x):
+        if sig == 0.0:
+            return diff(x, delta * x) ** 2
+        dens = lambda w: math.exp(-0.5 * w * w) / math.sqrt(2 * math.pi)  # noqa: E731
+        return _quad(lambda w: diff(x, delta * x - sig * w) ** 2 * dens(w), -12.0, 12.0, anchor=0.0)
+
+    dens = lambda x: math.exp(-0.5 * (x / s) ** 2) / (s * math.sqrt(2 * math.pi))  # noqa: E731
+    return 0.5 * _quad(lambda x: inner(x) * dens(x), -12 * s, 12 * s)
+
+
 def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0.5):
     """THEORY.md section 3 recursions, layer by layer, with the transforms above (no log domain).
 
@@ -95,26 +139,28 @@ def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0
     L = depth
     out = {k: np.full(L + 1, nan) for k in ("p", "q", "gamma", "lambda", "e", "s", "mu",
                                             "chi", "chi_a", "chi_b", "chi_w", "chi_v")}
-    p, g, mu = p0, gamma0, 0.0
-    out["p"][0], out["gamma"][0], out["mu"][0] = p, g, mu
+    # gamma follows THEORY.md (through W); s = p + p' - 2 gamma is tracked on its own through
+    # V - W = (1/2) E[(phi(x) - phi(y))^2], because 2 (p - gamma) cancels when e -> 1.
+    p, g, mu, s = p0, gamma0, 0.0, 2.0 * (p0 - gamma0)
+    out["p"][0], out["gamma"][0], out["mu"][0], out["s"][0] = p, g, mu, s
     vps, vs = [nan], [nan]
     for l in range(1, L + 1):
         q = sw2 * p + sb2
         lam = sw2 * g + sb2
         v, w, vp, m = V(act, q, alpha), W(act, q, lam, alpha), Vp(act, q, alpha), M(act, q, alpha)
+        dsq = half_sq_diff(act, q, sw2 * s / 2 / q if q > 0 else 0.0, alpha)
         if arch == "ff":
-            p_new, g_new, mu_new = v, w, m
+            p_new, g_new, mu_new, s_new = v, w, m, 2 * dsq
         elif arch == "frn":
-            p_new, g_new, mu_new = sv2 * v + sa2 + p, sv2 * w + sa2 + g, 0.0
+            p_new, g_new, mu_new, s_new = sv2 * v + sa2 + p, sv2 * w + sa2 + g, 0.0, s + 2 * sv2 * dsq
         else:  # rrn, mean-tracking
-            p_new, g_new, mu_new = v + 2 * m * mu + p, w + 2 * m * mu + g, mu + m
+            p_new, g_new, mu_new, s_new = v + 2 * m * mu + p, w + 2 * m * mu + g, mu + m, s + 2 * dsq
         out["q"][l], out["lambda"][l] = q, lam
         vps.append(vp)
         vs.append(v)
-        p, g, mu = p_new, g_new, mu_new
-        out["p"][l], out["gamma"][l], out["mu"][l] = p, g, mu
+        p, g, mu, s = p_new, g_new, mu_new, s_new
+        out["p"][l], out["gamma"][l], out["mu"][l], out["s"][l] = p, g, mu, s
     out["e"] = out["gamma"] / out["p"]
-    out["s"] = 2 * (out["p"] - out["gamma"])
     chi = np.ones(L + 1)
     log_r = 0.0
     for l in range(L, 0, -1):

@@ -31,13 +31,18 @@ from .activations import Activation
 from .spec import Hyper, Spec
 from .trajectory import Trajectory
 
-#: Default number of grid points per compiled call (bounds memory: a tanh layer update holds
-#: ~13,000 quadrature nodes per grid point).
-DEFAULT_CHUNK = 512
+#: Default number of grid points per compiled call (bounds memory: the trajectory of one grid point
+#: to depth L holds 16 (L + 1) float64 numbers).
+DEFAULT_CHUNK = 4096
 
 
 def _layer_scan(arch: str, act: Activation, depth: int, h: Hyper):
-    """Forward recursion for one grid point (scalars in ``h``); returns per-layer arrays (length L)."""
+    """Forward recursion for a batch of grid points (arrays of shape (B,) in ``h``).
+
+    Returns the initial carry and per-layer arrays of shape (L, B). The batch is explicit (not vmapped)
+    so that activations can route each grid point to the cheapest accurate rule (see
+    ``activations._split_eval``).
+    """
     sw2, sv2, sb2, sa2, alpha = h.sw2, h.sv2, h.sb2, h.sa2, h.alpha
 
     def step(carry, _):
@@ -74,46 +79,55 @@ def _layer_scan(arch: str, act: Activation, depth: int, h: Hyper):
     return carry0, outs
 
 
-def _single(arch: str, act: Activation, depth: int, h: Hyper) -> Trajectory:
-    (lp0, d0, m0), (log_p, d, m, log_q, c, lV, lVp) = _layer_scan(arch, act, depth, h)
-    cat = lambda x0, xs: jnp.concatenate([jnp.reshape(x0, (1,)), xs])  # noqa: E731
-    nan = jnp.full((1,), jnp.nan)
-    log_p = cat(lp0, log_p)
-    d = cat(d0, d)
-    m = cat(m0, m)
-    p = jnp.exp(log_p)
+def _core(arch: str, act: Activation, depth: int, h: Hyper) -> Trajectory:
+    """Trajectories of a batch: every field (B, L + 1), log_R (B,)."""
+    (lp0, d0, m0), outs = _layer_scan(arch, act, depth, h)
+    log_p, d, m, log_q, c, lV, lVp = (x.T for x in outs)  # (B, L)
+    col = lambda x: x[:, None]  # noqa: E731
+    nan = jnp.full_like(col(lp0), jnp.nan)
+    log_p = jnp.concatenate([col(lp0), log_p], axis=1)
+    d = jnp.concatenate([col(d0), d], axis=1)
+    m = jnp.concatenate([col(m0), m], axis=1)
     e = 1.0 - d
     log_s = log_p + jnp.log(2.0 * d)
-    q = jnp.concatenate([nan, jnp.exp(log_q)])
-    lam = jnp.concatenate([nan, c * jnp.exp(log_q)])
+    q = jnp.concatenate([nan, jnp.exp(log_q)], axis=1)
+    lam = jnp.concatenate([nan, c * jnp.exp(log_q)], axis=1)
 
     # backward: chi^(l-1) = chi^(l) * factor_l, chi^(L) = 1
     vp = jnp.exp(lVp)
     if arch == "ff":
-        log_factor = jnp.log(h.sw2 * vp)
+        log_factor = jnp.log(col(h.sw2) * vp)
     else:
-        log_factor = jnp.log1p(h.sv2 * h.sw2 * vp)
-    tail = jnp.cumsum(log_factor[::-1])[::-1]  # tail[k] = sum_{j >= k} log factor_{j+1}
-    log_chi = jnp.concatenate([tail, jnp.zeros((1,))])
-    chi = jnp.exp(log_chi)
-    lchi = log_chi[1:]  # chi^(l), l = 1..L
-    chi_b = cat(jnp.nan, jnp.exp(jnp.log(h.sv2) + lchi + lVp))
-    chi_w = cat(jnp.nan, jnp.exp(jnp.log(h.sv2) + lchi + lVp + log_p[:-1]))
+        log_factor = jnp.log1p(col(h.sv2 * h.sw2) * vp)
+    tail = jnp.cumsum(log_factor[:, ::-1], axis=1)[:, ::-1]  # tail[:, k] = sum_{j >= k} log factor_{j+1}
+    log_chi = jnp.concatenate([tail, jnp.zeros_like(nan)], axis=1)
+    lchi = log_chi[:, 1:]  # chi^(l), l = 1..L
+    with_nan = lambda x: jnp.concatenate([nan, x], axis=1)  # noqa: E731
+    log_sv2 = col(jnp.log(h.sv2))
+    chi_b = with_nan(jnp.exp(log_sv2 + lchi + lVp))
+    chi_w = with_nan(jnp.exp(log_sv2 + lchi + lVp + log_p[:, :-1]))
     if arch == "frn":
-        chi_a = cat(jnp.nan, jnp.exp(lchi))
-        chi_v = cat(jnp.nan, jnp.exp(lchi + lV))
+        chi_a = with_nan(jnp.exp(lchi))
+        chi_v = with_nan(jnp.exp(lchi + lV))
     else:
-        chi_a = chi_v = jnp.full_like(p, jnp.nan)
+        chi_a = chi_v = jnp.full_like(log_p, jnp.nan)
+    p = jnp.exp(log_p)
     return Trajectory(
         p=p, q=q, gamma=e * p, lam=lam, e=e, s=jnp.exp(log_s), mu=m * jnp.exp(0.5 * log_p),
-        chi=chi, log_chi=log_chi, chi_a=chi_a, chi_b=chi_b, chi_w=chi_w, chi_v=chi_v,
-        log_p=log_p, log_s=log_s, log_R=log_chi[0],
+        chi=jnp.exp(log_chi), log_chi=log_chi, chi_a=chi_a, chi_b=chi_b, chi_w=chi_w, chi_v=chi_v,
+        log_p=log_p, log_s=log_s, log_R=log_chi[:, 0],
     )
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "act", "depth"))
 def _batched(h: Hyper, *, arch: str, act: Activation, depth: int) -> Trajectory:
-    return jax.vmap(lambda hh: _single(arch, act, depth, hh))(h)
+    core = functools.partial(_core, arch, act, depth)
+    devices = jax.devices()
+    if len(devices) == 1:
+        return core(h)
+    # each device runs the whole depth scan on its slice of the grid: no communication at all
+    mesh = Mesh(np.array(devices), ("grid",))
+    return jax.shard_map(core, mesh=mesh, in_specs=PartitionSpec("grid"), out_specs=PartitionSpec("grid"))(h)
 
 
 def trajectory(spec: Spec, *, chunk_size: int | None = None) -> Trajectory:

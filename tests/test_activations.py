@@ -158,3 +158,21 @@ def test_bad_activation_names():
         mf.get_activation("sigmoid")
     with pytest.raises(ValueError, match="phi must be callable"):
         mf.custom(3.0)
+
+
+@pytest.mark.parametrize("q", [1e-3, 5.0, 1e3, 1e8])
+def test_tanh_one_minus_corr_is_exact_near_one(q):
+    # Price's theorem: 1 - W(q, (1 - d) q) / V(q) -> d q V'(q) / V(q) as d -> 0; no cancellation at d = 1e-14
+    lq = jnp.log(q)
+    limit = q * float(mf.tanh.Vp(q)) / float(mf.tanh.V(q))
+    for d in (1e-14, 1e-100):
+        assert float(mf.tanh.one_minus_corr(lq, d)) / d == pytest.approx(limit, rel=1e-9)
+    assert float(mf.tanh.one_minus_corr(lq, 0.0)) == 0.0
+
+
+def test_deep_ordered_feedforward_tanh_keeps_s_positive():
+    # chi_1 < 1: inputs converge geometrically; s must decay smoothly, never hit 0 or go negative
+    t = mf.theory.trajectory(mf.Spec("ff", "tanh", 400, sw2=0.5, sb2=0.05, p0=1.0, gamma0=0.2))
+    assert np.all(t.s > 0) and np.all(np.isfinite(t.log_s))
+    rate = np.diff(t.log_s[200:])  # settles to log chi_c, constant
+    assert np.ptp(rate) < 1e-6 * np.abs(rate).mean()
