@@ -1,0 +1,107 @@
+"""``meanfield laws``: the predicted asymptotic laws of one network, optionally measured on its trajectory."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+from ..activations import BUILTIN
+from ..spec import ARCHS, Spec
+from .common import die
+
+#: Keys always present in the output (null where a law does not apply), in this order.
+KEYS = ("e_star", "delta_star", "p_exponent", "log_B", "A", "R_exponent")
+EXTRA = ("p_prefactor", "s_exponent", "one_minus_e_coef", "q_star", "chi_1", "c_star", "xi_q", "xi_c")
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "laws", help="predicted asymptotic laws (THEORY.md section 5), optionally measured",
+        description="Print the predicted laws of one network: e_star, delta_star (|e - e*| ~ l^-delta*), "
+                    "p_exponent (p ~ l^k; null where growth is exponential), log_B (ReLU: R = B^L), A "
+                    "(tanh: R = exp(A sqrt L)) and R_exponent (alpha-ReLU: R ~ L^k), null where a law does "
+                    "not apply; for --arch ff the feedforward q*, chi_1, c*, xi_q, xi_c. With --measure "
+                    "--depth L, also the values read off the theory trajectory of depth L over its last "
+                    "octave, each with its drift from the octave before. For rrn and ff, --sv2 and --sa2 "
+                    "are ignored.")
+    parser.add_argument("--arch", required=True, choices=ARCHS, help="network architecture")
+    parser.add_argument("--act", required=True, choices=sorted(BUILTIN), help="activation")
+    parser.add_argument("--alpha", type=float, default=1.0, help="alpha-ReLU exponent in (1/2, 1] (default 1)")
+    for name, default, what in (("sw2", None, "sigma_w^2"), ("sv2", 1.0, "sigma_v^2 (frn only)"),
+                                ("sb2", 0.0, "sigma_b^2"), ("sa2", 0.0, "sigma_a^2 (frn only)")):
+        kw = {"required": True} if default is None else {"default": default}
+        parser.add_argument(f"--{name}", type=float, help=f"{what}, >= 0"
+                            + ("" if default is None else f" (default {default})"), **kw)
+    parser.add_argument("--measure", action="store_true",
+                        help="also measure the laws on the theory trajectory of depth --depth")
+    parser.add_argument("--depth", type=int, default=None,
+                        help="depth L >= 8 of the measured trajectory (required with --measure; tanh 1e4 "
+                             "takes seconds, ReLU and alpha-ReLU 1e5 about as long)")
+    parser.add_argument("--p0", type=float, default=1.0, help="input squared length |x0|^2/N > 0 (default 1)")
+    parser.add_argument("--gamma0", type=float, default=0.5,
+                        help="input inner product x0.x0'/N, |gamma0| <= p0 (default 0.5)")
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    parser.set_defaults(func=run)
+
+
+def _clean(v):
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def run(args) -> int:
+    if args.measure and args.depth is None:
+        die("--measure needs --depth L (the depth of the measured trajectory)")
+    if args.depth is not None and (args.depth < 8):
+        die(f"depth must be an integer >= 8 to measure a tail slope, got {args.depth!r}")
+    try:
+        spec = Spec(arch=args.arch, act=args.act, depth=args.depth or 1, sw2=args.sw2, sv2=args.sv2,
+                    sb2=args.sb2, sa2=args.sa2, alpha=args.alpha, p0=args.p0, gamma0=args.gamma0)
+    except ValueError as err:
+        die(str(err))
+    from .. import asymptotics as asy  # after validation: importing jax is the slow part
+
+    try:
+        laws = asy.predict(args.arch, args.act, sw2=args.sw2, sv2=args.sv2, sb2=args.sb2, sa2=args.sa2,
+                           alpha=args.alpha)
+    except ValueError as err:
+        die(str(err))
+    d = laws.as_dict()
+    payload = {"arch": laws.arch, "act": laws.act, "alpha": laws.alpha, **laws.params}
+    payload.update({k: d[k] for k in KEYS + EXTRA})
+    payload["laws"] = d["laws"]
+    if args.measure:
+        if args.arch == "ff":
+            die("--measure applies to residual networks (frn, rrn): feedforward laws are fixed points")
+        payload["depth"] = args.depth
+        payload["measured"] = asy.measured_laws(spec, laws)["measured"]
+    payload = _clean(payload)
+    if args.format == "json":
+        json.dump(payload, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    out = sys.stdout
+    out.write(f"{payload['arch']} {payload['act']}"
+              + (f" alpha={payload['alpha']}" if payload["alpha"] is not None else "")
+              + "  " + "  ".join(f"{k}={payload[k]:g}" for k in ("sw2", "sv2", "sb2", "sa2")) + "\n")
+    measured = payload.get("measured", {})
+    header = f"{'law':<20} {'predicted':>14}" + (f" {'measured L=' + str(args.depth):>16} {'drift':>10}"
+                                                 if args.measure else "")
+    out.write(header + "\n")
+    fmt = lambda v: "null" if v is None else f"{v:.6g}"  # noqa: E731
+    for k in KEYS + EXTRA + ("delta_reduced", "delta_star_corrected"):
+        pred = payload.get(k)
+        m = measured.get(k)
+        if pred is None and m is None and k not in KEYS:
+            continue
+        row = f"{k:<20} {fmt(pred):>14}"
+        if args.measure:
+            row += f" {fmt(m['value']) if m else '-':>16} {fmt(m['drift']) if m else '-':>10}"
+        out.write(row + "\n")
+    for k, v in payload["laws"].items():
+        out.write(f"  {k}: {v}\n")
+    return 0
