@@ -1,0 +1,221 @@
+"""Predicted laws (THEORY.md section 5) against their own equations and against long theory trajectories."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate
+
+import meanfield as mf
+from meanfield import asymptotics as asy
+from meanfield.activations import J_alpha
+from meanfield.cli import main
+from meanfield.theory import trajectory
+
+TANH_FRN = dict(sw2=1.69, sv2=1.5, sb2=0.49, sa2=0.5)
+RESNET = dict(sw2=1.0, sv2=1.0, sb2=0.5, sa2=0.5)
+
+
+# ------------------------------------------------------------------------------------- fixed points
+@pytest.mark.parametrize("sv2, sa2", [(1.5, 0.5), (1.0, 0.1), (0.5, 2.0)])
+def test_tanh_e_star_solves_its_equation(sv2, sa2):
+    e = asy.saturating_e_star(sv2, sa2)
+    assert 0.0 < e < 1.0
+    assert sv2 * (2 / math.pi) * math.asin(e) + sa2 == pytest.approx((sv2 + sa2) * e, abs=1e-13)
+    # stable: the right side grows faster than the left at e*
+    assert sv2 * (2 / math.pi) / math.sqrt(1 - e * e) < sv2 + sa2
+
+
+def test_tanh_e_star_closed_form_point_and_limits():
+    # sv2 = 1.5, sa2 = 0.5: (3/pi) arcsin(1/2) + 1/2 = 1 = 2 * (1/2), so e* = 1/2 exactly
+    assert asy.saturating_e_star(1.5, 0.5) == pytest.approx(0.5, abs=1e-14)
+    assert asy.saturating_e_star(1.0, 0.0) == 0.0
+    assert asy.saturating_delta_star(1.0, 0.0) == pytest.approx(1 - 2 / math.pi)
+    with pytest.raises(ValueError, match="sa2"):
+        asy.saturating_e_star(1.0, -0.1)
+
+
+def test_J_alpha_prime_identity_against_finite_differences():
+    c = np.array([-0.5, 0.0, 0.3, 0.8, 0.95])
+    for a in (0.6, 0.75, 0.9):
+        h = 1e-5
+        fd = (np.asarray(J_alpha(c + h, a)) - np.asarray(J_alpha(c - h, a))) / (2 * h)
+        np.testing.assert_allclose(asy.J_alpha_prime(c, a), fd, rtol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [0.6, 0.75, 0.9])
+def test_alpha_relu_e_star_is_the_stable_root(alpha):
+    e = asy.alpha_relu_e_star(alpha)
+    assert 0.0 < e < 1.0
+    assert float(J_alpha(e, alpha)) == pytest.approx(e, abs=1e-13)
+    assert float(asy.J_alpha_prime(e, alpha)) < 1.0  # stable
+    assert float(asy.J_alpha_prime(1.0, alpha)) == pytest.approx(alpha**2 / (2 * alpha - 1), rel=1e-10)
+
+
+def test_alpha_relu_R_exponent_formula():
+    assert asy.alpha_relu_R_exponent(0.75) == pytest.approx(0.5625 / (0.25 * 0.5))
+    with pytest.raises(ValueError, match="alpha"):
+        asy.alpha_relu_R_exponent(0.5)
+
+
+# ------------------------------------------------------------------------------------- feedforward
+def test_ff_relu_critical_point():
+    assert float(asy.ff_chi_1("relu", 2.0, 0.0)) == pytest.approx(1.0, abs=1e-14)
+    assert float(asy.ff_chi_1("relu", 1.5, 0.3)) == pytest.approx(0.75)
+    assert asy.ff_critical_sw2("relu", 0.0) == pytest.approx(2.0, abs=1e-10)
+    # linear length map q = sw2 q / 2 + sb2
+    assert float(asy.ff_q_star("relu", 1.5, 0.1)) == pytest.approx(0.1 / (1 - 0.75), rel=1e-12)
+
+
+def test_ff_tanh_critical_line_and_fixed_points():
+    assert float(asy.ff_chi_1("tanh", 1.0, 0.0)) == pytest.approx(1.0, abs=1e-9)  # q* = 0, V'(0) = 1
+    sw2 = asy.ff_critical_sw2("tanh", 0.05)
+    assert 1.0 < sw2 < 3.0
+    q = float(asy.ff_q_star("tanh", sw2, 0.05))
+    tanh = mf.tanh
+    assert sw2 * float(tanh.V(q)) + 0.05 == pytest.approx(q, rel=1e-12)
+    assert sw2 * float(tanh.Vp(q)) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_ff_depth_scales_against_direct_integrals():
+    sw2, sb2 = 4.0, 0.1  # chaotic tanh
+    d = asy.ff_depth_scales("tanh", sw2, sb2)
+    q, c = d["q_star"], d["c_star"]
+    assert d["chi_1"] > 1 and 0 < c < 1
+    dens = lambda z: math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)  # noqa: E731
+    sech2 = lambda x: 1.0 / math.cosh(x) ** 2  # noqa: E731
+    # xi_q (Schoenholz et al. 2017, eq. 5): chi_1 + sw2 E[phi'' phi], phi'' = -2 tanh sech^2
+    e_pp = integrate.quad(lambda z: -2 * math.tanh(math.sqrt(q) * z) ** 2 * sech2(math.sqrt(q) * z)
+                          * dens(z), -12, 12, limit=200)[0]
+    assert d["xi_q"] == pytest.approx(-1 / math.log(d["chi_1"] + sw2 * e_pp), rel=1e-6)
+    # xi_c (eq. 9): sw2 E[phi'(u1) phi'(u2)] at c*
+    s = math.sqrt(1 - c * c)
+    inner = lambda z1: integrate.quad(  # noqa: E731
+        lambda z2: sech2(math.sqrt(q) * (c * z1 + s * z2)) * dens(z2), -12, 12, limit=200)[0]
+    e_dd = integrate.quad(lambda z1: sech2(math.sqrt(q) * z1) * inner(z1) * dens(z1), -12, 12, limit=200)[0]
+    assert d["xi_c"] == pytest.approx(-1 / math.log(sw2 * e_dd), rel=1e-6)
+    # c* is the fixed point of the correlation map
+    w = float(mf.tanh.W(q, c * q))
+    assert (sw2 * w + sb2) / q == pytest.approx(c, abs=1e-10)
+
+
+def test_ff_ordered_phase_has_unit_correlation():
+    d = asy.ff_depth_scales("tanh", 0.8, 0.1)
+    assert d["c_star"] == 1.0 and d["xi_c"] == pytest.approx(-1 / math.log(d["chi_1"]))
+
+
+# ---------------------------------------------------------------------- laws against trajectories
+def test_relu_frn_one_minus_e_law_at_depth_1e4():
+    laws = asy.predict("frn", "relu", **RESNET)
+    t = trajectory(mf.Spec("frn", "relu", 10_000, **RESNET))
+    l = 10_000
+    assert (1 - t.e[l]) * l * l == pytest.approx(laws.one_minus_e_coef, rel=0.02)
+    assert t.log_R == pytest.approx(l * laws.log_B, rel=1e-12)  # R = B^L exactly
+
+
+def test_alpha_relu_gradient_exponent_at_depth_1e5():
+    for a in (0.6, 0.75):
+        laws = asy.predict("frn", "alpha_relu", alpha=a, **RESNET)
+        m = asy.measure(trajectory(mf.Spec("frn", "alpha_relu", 100_000, alpha=a, **RESNET)), laws)
+        assert m["R_exponent"]["value"] == pytest.approx(laws.R_exponent, rel=0.01)
+        assert m["p_exponent"]["value"] == pytest.approx(laws.p_exponent, rel=0.01)
+
+
+def test_alpha_relu_R_exponent_independent_of_variances():
+    m = asy.measure(trajectory(mf.Spec("frn", "alpha_relu", 100_000, alpha=0.75, sw2=2.0, sv2=0.3,
+                                       sb2=0.0, sa2=1.0)), asy.predict("frn", "alpha_relu", alpha=0.75, sw2=1))
+    assert m["R_exponent"]["value"] == pytest.approx(4.5, rel=0.01)
+
+
+def test_tanh_frn_A_by_local_slope_at_depth_1e4():
+    laws = asy.predict("frn", "tanh", **TANH_FRN)
+    assert laws.A == pytest.approx(1.4669, abs=1e-4)  # THEORY.md section 6
+    t = trajectory(mf.Spec("frn", "tanh", 10_000, **TANH_FRN))
+    m = asy.measure(t, laws)
+    assert m["A"]["value"] == pytest.approx(laws.A, rel=0.03)
+    assert m["p_exponent"]["value"] == pytest.approx(1.0, rel=0.01)
+    # the slow approach of e: the plain local slope is far from delta*, the corrected one is not
+    assert m["delta_star_corrected"]["value"] == pytest.approx(laws.delta_star, rel=0.02)
+    assert m["delta_reduced"]["value"] == pytest.approx(laws.delta_star, rel=0.02)
+
+
+@pytest.mark.slow
+def test_tanh_rrn_laws_at_depth_1e4():
+    laws = asy.predict("rrn", "tanh", sw2=1.0, sb2=0.5)
+    assert laws.A == pytest.approx(4 / 3 * math.sqrt(2 / math.pi))
+    assert laws.delta_star == pytest.approx(1 - 2 / math.pi)
+    m = asy.measure(trajectory(mf.Spec("rrn", "tanh", 10_000, sw2=1.0, sb2=0.5)), laws)
+    assert m["A"]["value"] == pytest.approx(laws.A, rel=0.03)
+    assert m["delta_star"]["value"] == pytest.approx(laws.delta_star, rel=0.03)
+
+
+def test_local_slope_recovers_exact_laws():
+    l = np.arange(1, 4097, dtype=float)
+    x, s = asy.local_slope(l, 3.0 * l**1.7)
+    np.testing.assert_allclose(s, 1.7, rtol=1e-12)
+    assert x[0] == 2.0
+    _, s = asy.local_slope(l, np.exp(1.3 * np.sqrt(l)), scale="sqrt")
+    np.testing.assert_allclose(s, 1.3, rtol=1e-12)
+    value, drift = asy.tail_slope(np.arange(4097.0), np.log(np.maximum(np.arange(4097.0), 1)) * 2.5)
+    assert value == pytest.approx(2.5) and drift < 1e-12
+    with pytest.raises(ValueError, match="scale"):
+        asy.local_slope(l, l, scale="cubic")
+
+
+def test_predict_unsupported_and_bad_input():
+    laws = asy.predict("rrn", "relu", sw2=1.0)
+    assert all(getattr(laws, k) is None for k in asy.LAW_KEYS)
+    with pytest.raises(ValueError, match="sw2"):
+        asy.predict("frn", "tanh", sw2=-1.0)
+    with pytest.raises(ValueError, match="arch"):
+        asy.predict("cnn", "tanh", sw2=1.0)
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def _laws_json(capsys, *argv):
+    assert main(["laws", *argv, "--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_cli_laws_keys_for_every_network(capsys):
+    nets = [
+        (["--arch", "rrn", "--act", "tanh", "--sw2", "1"], ("A", "e_star", "delta_star", "p_exponent")),
+        (["--arch", "frn", "--act", "tanh", "--sw2", "1.69", "--sv2", "1.5", "--sb2", "0.49", "--sa2", "0.5"],
+         ("A", "e_star", "delta_star", "p_exponent")),
+        (["--arch", "frn", "--act", "relu", "--sw2", "1", "--sb2", "0.5", "--sa2", "0.5"],
+         ("log_B", "e_star", "delta_star")),
+        (["--arch", "frn", "--act", "alpha_relu", "--alpha", "0.75", "--sw2", "1"],
+         ("R_exponent", "e_star", "delta_star", "p_exponent")),
+    ]
+    for argv, present in nets:
+        out = _laws_json(capsys, *argv)
+        for k in asy.LAW_KEYS:
+            assert k in out
+            assert (out[k] is not None) == (k in present), (argv, k)
+    out = _laws_json(capsys, "--arch", "frn", "--act", "tanh", "--sw2", "1.69", "--sv2", "1.5", "--sa2", "0.5")
+    assert out["A"] == pytest.approx(1.4669, abs=1e-4)
+
+
+def test_cli_laws_measure(capsys):
+    out = _laws_json(capsys, "--arch", "frn", "--act", "relu", "--sw2", "1", "--sb2", "0.5", "--sa2", "0.5",
+                     "--measure", "--depth", "2000")
+    assert out["depth"] == 2000
+    assert out["measured"]["log_B"]["value"] == pytest.approx(out["log_B"], rel=1e-10)
+    assert set(out["measured"]["delta_star"]) == {"value", "drift"}
+
+
+@pytest.mark.parametrize("argv", [
+    ["--arch", "frn", "--act", "tanh", "--sw2", "-1"],
+    ["--arch", "frn", "--act", "alpha_relu", "--alpha", "0.4", "--sw2", "1"],
+    ["--arch", "frn", "--act", "tanh", "--sw2", "1", "--measure"],
+    ["--arch", "frn", "--act", "tanh", "--sw2", "1", "--measure", "--depth", "3"],
+    ["--arch", "frn", "--act", "sigmoid", "--sw2", "1"],
+    ["--arch", "frn", "--act", "tanh"],
+])
+def test_cli_laws_bad_input(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["laws", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err and "\n" not in err
