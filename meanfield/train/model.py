@@ -70,8 +70,8 @@ def init_params(key, var: Variances, *, arch: str, width: int, depth: int, dtype
     }
 
 
-def apply(params: dict, alpha, x, *, arch: str, act: Activation):
-    """Logits (batch, 10) of one network for inputs x (batch, 784)."""
+def residual_stream(params: dict, alpha, x, *, arch: str, act: Activation):
+    """x^(L) (batch, N): the embedding of x (batch, 784) through the L blocks."""
     alpha = jnp.asarray(alpha, x.dtype)
 
     def block(h_in, p):
@@ -87,6 +87,12 @@ def apply(params: dict, alpha, x, *, arch: str, act: Activation):
 
     x0 = x @ params["embed_w"] + params["embed_b"]
     xl, _ = jax.lax.scan(block, x0, params["blocks"])
+    return xl
+
+
+def apply(params: dict, alpha, x, *, arch: str, act: Activation):
+    """Logits (batch, 10) of one network for inputs x (batch, 784)."""
+    xl = residual_stream(params, alpha, x, arch=arch, act=act)
     return xl @ params["out_w"] + params["out_b"]
 
 

@@ -143,20 +143,27 @@ def _epoch_one(state: TrainState, var: Variances, key, epoch, x, y, *, arch: str
     return state._replace(epoch_loss=epoch_loss)
 
 
-def _eval_one(params, alpha, xs, ys, mask, *, arch: str, act: Activation):
-    """(correct count, summed loss) over padded chunks xs (c, b, 784); a non-finite logit row is wrong."""
+def _eval_one(params, alpha, xs, ys, split, *, arch: str, act: Activation):
+    """Correct counts and summed losses, per split, over padded chunks xs (c, b, 784).
+
+    ``split`` (c, b) marks each example 0 (padding), 1 (training set) or 2 (test set); returns arrays
+    of shape (2,) for (train, test). A row of logits with a NaN or inf counts as a wrong prediction.
+    """
 
     def body(carry, inp):
         correct, loss_sum = carry
-        xb, yb, mb = inp
+        xb, yb, sb = inp
         logits = apply(params, alpha, xb, arch=arch, act=act)
         finite = jnp.all(jnp.isfinite(logits), -1)
-        hit = (jnp.argmax(logits, -1) == yb) & finite & mb
+        hit = (jnp.argmax(logits, -1) == yb) & finite
         losses = jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, yb[:, None], -1)[:, 0]
-        return (correct + jnp.sum(hit, dtype=jnp.int32), loss_sum + jnp.sum(jnp.where(mb, losses, 0.0))), None
+        which = sb[None, :] == jnp.array([1, 2], sb.dtype)[:, None]  # (2, b)
+        correct = correct + jnp.sum(which & hit[None, :], -1, dtype=jnp.int32)
+        loss_sum = loss_sum + jnp.sum(jnp.where(which, losses[None, :], 0.0), -1)
+        return (correct, loss_sum), None
 
-    init = (jnp.array(0, jnp.int32), jnp.array(0.0, jnp.float32))
-    (correct, loss_sum), _ = jax.lax.scan(body, init, (xs, ys, mask))
+    init = (jnp.zeros(2, jnp.int32), jnp.zeros(2, jnp.float32))
+    (correct, loss_sum), _ = jax.lax.scan(body, init, (xs, ys, split))
     return correct, loss_sum
 
 
@@ -177,21 +184,25 @@ def train_epoch_grid(state: TrainState, var: Variances, keys, epoch, x, y, *, ar
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "act"))
-def evaluate_grid(params, alpha, xs, ys, mask, *, arch: str, act: Activation):
-    """Correct counts and summed losses of every network of a grid on the padded chunks (xs, ys, mask)."""
+def evaluate_grid(params, alpha, xs, ys, split, *, arch: str, act: Activation):
+    """Correct counts and summed losses (G, 2) of every network of a grid, for (train, test)."""
     fn = functools.partial(_eval_one, arch=arch, act=act)
-    return jax.vmap(fn, in_axes=(0, 0, None, None, None))(params, alpha, xs, ys, mask)
+    return jax.vmap(fn, in_axes=(0, 0, None, None, None))(params, alpha, xs, ys, split)
 
 
-def _chunks(x: np.ndarray, y: np.ndarray, size: int):
-    """Pad (x, y) to a multiple of ``size`` and reshape to (chunks, size, ...), with a validity mask."""
+def eval_chunks(data: MNIST, size: int):
+    """Training and test sets in one padded stack of chunks (c, size, 784), labels (c, size) and the
+    split marks (c, size): 1 train, 2 test, 0 padding. One evaluation program serves both sets."""
+    x = np.concatenate([data.x_train, data.x_test]).astype(np.float32)
+    y = np.concatenate([data.y_train, data.y_test]).astype(np.int32)
+    split = np.concatenate([np.ones(len(data.x_train), np.int32), np.full(len(data.x_test), 2, np.int32)])
     size = min(size, len(x))
     n_chunks = -(-len(x) // size)
     pad = n_chunks * size - len(x)
-    mask = np.concatenate([np.ones(len(x), bool), np.zeros(pad, bool)])
-    xp = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)])
-    yp = np.concatenate([y, np.zeros(pad, y.dtype)])
-    return (xp.reshape(n_chunks, size, -1), yp.reshape(n_chunks, size), mask.reshape(n_chunks, size))
+    x = np.concatenate([x, np.zeros((pad, x.shape[1]), x.dtype)])
+    y = np.concatenate([y, np.zeros(pad, y.dtype)])
+    split = np.concatenate([split, np.zeros(pad, np.int32)])
+    return x.reshape(n_chunks, size, -1), y.reshape(n_chunks, size), split.reshape(n_chunks, size)
 
 
 def grid_shardings(devices=None):
@@ -240,14 +251,12 @@ def train_grid(var: Variances, seeds, data: MNIST, *, arch: str, act: Activation
         if on_epoch is not None:
             on_epoch(epoch + 1, state)
 
-    def evaluate(x, y):
-        xs, ys, mask = (jax.device_put(a, replicated) for a in _chunks(x, y, cfg.eval_batch))
-        correct, loss = evaluate_grid(state.params, var_dev.alpha, xs, ys, mask, arch=arch, act=act)
-        return (np.asarray(correct)[:g] / len(x)).astype(np.float64), np.asarray(loss, np.float64)[:g] / len(x)
-
-    train_acc, _ = evaluate(data.x_train, data.y_train)
-    test_acc, test_loss = evaluate(data.x_test, data.y_test)
-    return GridResult(train_acc, test_acc, test_loss, np.asarray(state.diverged_epoch)[:g],
+    xs, ys, split = (jax.device_put(a, replicated) for a in eval_chunks(data, cfg.eval_batch))
+    correct, loss = evaluate_grid(state.params, var_dev.alpha, xs, ys, split, arch=arch, act=act)
+    sizes = np.array([len(data.x_train), len(data.x_test)], np.float64)
+    acc = np.asarray(correct)[:g] / sizes
+    loss = np.asarray(loss, np.float64)[:g] / sizes
+    return GridResult(acc[:, 0], acc[:, 1], loss[:, 1], np.asarray(state.diverged_epoch)[:g],
                       np.asarray(state.epoch_loss)[:g])
 
 

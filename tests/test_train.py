@@ -1,0 +1,460 @@
+"""MNIST sweeps (issue #5): data readers, model at initialization, grid trainer, sweeps, CLI, heatmaps.
+
+Training tests use a tiny synthetic MNIST-shaped set and tiny widths so the whole file runs in about a
+minute on two cores; they share one static training configuration to share compilations.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import meanfield
+from meanfield.cli import main
+from meanfield.train import data as data_mod
+from meanfield.train import heatmap, sweep, trainer
+from meanfield.train.data import MNIST, DataError, load_mnist, read_idx, subset
+from meanfield.train.model import Variances, apply, init_params, residual_stream
+from meanfield.train.sweep import COLUMNS, SweepConfig, SweepError, parse_list, run_sweep
+from meanfield.train.trainer import TrainConfig, train_grid
+
+TINY = TrainConfig(width=8, epochs=2, batch=16, lr=0.01)
+
+
+def synthetic_mnist(n_train=64, n_test=32, seed=0) -> MNIST:
+    """Learnable MNIST-shaped data: the label is carried by which block of pixels is bright."""
+    rng = np.random.default_rng(seed)
+
+    def make(n):
+        y = rng.integers(0, 10, n)
+        x = rng.normal(0, 1, (n, 784)).astype(np.float32)
+        for k in range(10):
+            x[y == k, 78 * k:78 * k + 78] += 2.0
+        return x, y.astype(np.int32)
+
+    return MNIST(*make(n_train), *make(n_test))
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return synthetic_mnist()
+
+
+# ------------------------------------------------------------------------------------------- data
+def _write_idx(path, array, gz=False):
+    array = np.asarray(array, np.uint8)
+    header = bytes([0, 0, 8, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    raw = header + array.tobytes()
+    with (gzip.open if gz else open)(path, "wb") as f:
+        f.write(raw)
+
+
+def _write_idx_dir(directory, n_train=20, n_test=10, gz=False):
+    rng = np.random.default_rng(1)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test),
+    }
+    for name, arr in arrays.items():
+        _write_idx(os.path.join(directory, name + (".gz" if gz else "")), arr, gz=gz)
+    return arrays
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_directory_reads_and_standardizes(tmp_path, gz):
+    arrays = _write_idx_dir(tmp_path, gz=gz)
+    d = load_mnist(str(tmp_path))
+    assert d.x_train.shape == (20, 784) and d.x_test.shape == (10, 784)
+    assert d.x_train.dtype == np.float32 and d.y_train.dtype == np.int32
+    np.testing.assert_array_equal(d.y_train, arrays["train-labels-idx1-ubyte"])
+    # standardized with the training pixels' mean and std (test set uses the same affine map)
+    assert abs(d.x_train.mean()) < 1e-5 and abs(d.x_train.std() - 1) < 1e-5
+    raw = arrays["train-images-idx3-ubyte"].reshape(20, 784).astype(np.float64)
+    expect = (arrays["t10k-images-idx3-ubyte"].reshape(10, 784) - raw.mean()) / raw.std()
+    np.testing.assert_allclose(d.x_test, expect, rtol=1e-5, atol=1e-5)
+
+
+def test_npz_reads(tmp_path):
+    rng = np.random.default_rng(2)
+    path = tmp_path / "m.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (12, 784)), y_train=rng.integers(0, 10, 12),
+             x_test=rng.integers(0, 256, (5, 28, 28)), y_test=rng.integers(0, 10, 5))
+    d = load_mnist(str(path))
+    assert d.x_train.shape == (12, 784) and d.x_test.shape == (5, 784)
+
+
+def test_missing_and_malformed_files_name_the_file(tmp_path):
+    _write_idx_dir(tmp_path)
+    os.remove(tmp_path / "t10k-labels-idx1-ubyte")
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):
+        load_mnist(str(tmp_path))
+    bad = tmp_path / "t10k-labels-idx1-ubyte"
+    bad.write_bytes(b"\x12\x34\x08\x01junk")
+    with pytest.raises(DataError, match=str(bad).replace("\\", "\\\\") + ".*magic"):
+        load_mnist(str(tmp_path))
+    _write_idx(bad, np.zeros(10))
+    bad.write_bytes(bad.read_bytes()[:-3])  # truncated data
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.*promises"):
+        read_idx(str(bad))
+    with pytest.raises(DataError, match="not found.*nowhere"):
+        load_mnist(str(tmp_path / "nowhere"))
+    npz = tmp_path / "m.npz"
+    np.savez(npz, x_train=np.zeros((3, 784)), y_train=np.zeros(3))
+    with pytest.raises(DataError, match="m.npz.*x_test"):
+        load_mnist(str(npz))
+    np.savez(npz, x_train=np.zeros((3, 784)), y_train=np.array([0, 1, 12]), x_test=np.zeros((1, 784)),
+             y_test=np.zeros(1))
+    with pytest.raises(DataError, match="labels outside"):
+        load_mnist(str(npz))
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="junk.npz"):
+        load_mnist(str(junk))
+
+
+def test_packaged_mnist_is_full_and_standardized():
+    d = load_mnist()
+    assert d.x_train.shape == (60000, 784) and d.x_test.shape == (10000, 784)
+    assert set(np.unique(d.y_train)) == set(range(10))
+    assert abs(float(d.x_train.mean())) < 1e-4 and abs(float(d.x_train.std()) - 1) < 1e-4
+    p0, gamma0 = d.input_stats(n_pairs=2000)
+    assert abs(p0 - 1) < 1e-6 and 0 < gamma0 < p0
+
+
+def test_subsets_are_deterministic_and_nested(tiny_data):
+    a, b = subset(tiny_data, 40, 10), subset(tiny_data, 40, 10)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    small = subset(tiny_data, 20)
+    np.testing.assert_array_equal(small.x_train, a.x_train[:20])
+    assert len(small.x_test) == len(tiny_data.x_test)
+    with pytest.raises(ValueError, match="train_subset"):
+        subset(tiny_data, 0)
+
+
+# ------------------------------------------------------------------------------------------ model
+def test_init_variances_and_structure():
+    var = Variances(1.7, 0.6, 0.3, 0.2, 1.0)
+    n, depth = 128, 6
+    p = init_params(jax.random.PRNGKey(0), var, arch="frn", width=n, depth=depth)
+    b = p["blocks"]
+    assert b["w"].shape == (depth, n, n) and b["w"].dtype == jnp.float32
+    np.testing.assert_allclose(np.var(b["w"]) * n, 1.7, rtol=0.02)
+    np.testing.assert_allclose(np.var(b["v"]) * n, 0.6, rtol=0.02)
+    np.testing.assert_allclose(np.var(b["b"]), 0.3, rtol=0.15)
+    np.testing.assert_allclose(np.var(b["a"]), 0.2, rtol=0.15)
+    np.testing.assert_allclose(np.var(p["embed_w"]) * 784, 1.0, rtol=0.02)
+    rrn = init_params(jax.random.PRNGKey(0), var, arch="rrn", width=n, depth=depth)
+    assert set(rrn["blocks"]) == {"w", "b"}
+    # common random numbers: the variances only scale the same draws
+    p2 = init_params(jax.random.PRNGKey(0), var._replace(sw2=0.425), arch="frn", width=n, depth=depth)
+    np.testing.assert_allclose(p2["blocks"]["w"] * 2, b["w"], rtol=1e-6)
+
+
+def test_scan_matches_layer_by_layer():
+    act = meanfield.get_activation("alpha_relu")
+    var = Variances(1.2, 0.8, 0.1, 0.1, 0.75)
+    p = init_params(jax.random.PRNGKey(3), var, arch="frn", width=16, depth=4)
+    x = jax.random.normal(jax.random.PRNGKey(4), (5, 784), jnp.float32)
+    got = jax.jit(apply, static_argnames=("arch", "act"))(p, 0.75, x, arch="frn", act=act)
+    h = x @ p["embed_w"] + p["embed_b"]
+    for l in range(4):
+        blk = {k: v[l] for k, v in p["blocks"].items()}
+        z = h @ blk["w"] + blk["b"]
+        h = act.phi(z, 0.75) @ blk["v"] + h + blk["a"]
+    np.testing.assert_allclose(got, h @ p["out_w"] + p["out_b"], rtol=2e-5, atol=2e-5)
+    assert got.dtype == jnp.float32
+
+
+def test_relu_frn_forward_length_matches_exact_law():
+    """THEORY.md section 5: ReLU FRN p^(l) = B^l (p0 + K/(B-1)) - K/(B-1), measured at width 1024."""
+    act = meanfield.get_activation("relu")
+    sw2, sv2, sb2, sa2, depth, n = 1.0, 1.0, 0.5, 0.5, 8, 1024
+    x = jax.random.normal(jax.random.PRNGKey(1), (64, 784), jnp.float32)
+
+    @jax.jit
+    def lengths(key):
+        p = init_params(key, Variances(sw2, sv2, sb2, sa2, 1.0), arch="frn", width=n, depth=depth)
+        xl = residual_stream(p, 1.0, x, arch="frn", act=act)
+        return jnp.mean((x @ p["embed_w"]) ** 2), jnp.mean(xl**2)
+
+    ps = [tuple(map(float, lengths(jax.random.PRNGKey(seed)))) for seed in range(4)]
+    p0 = np.mean([a for a, _ in ps])
+    B, K = 1 + sv2 * sw2 / 2, sv2 * sb2 / 2 + sa2
+    theory = B**depth * (p0 + K / (B - 1)) - K / (B - 1)
+    measured = np.mean([b for _, b in ps])
+    assert abs(measured / theory - 1) < 0.08, (measured, theory)
+
+
+# ---------------------------------------------------------------------------------------- trainer
+def test_grid_learns_and_divergence_is_isolated(tiny_data):
+    """Networks whose loss turns non-finite are recorded as diverged, keep finite parameters, and do
+    not touch the others: those end exactly as in a grid without them."""
+    relu = meanfield.get_activation("relu")
+    kw = dict(arch="frn", act=relu, depth=2, cfg=TINY)
+    # third member: variances so large that the first forward pass overflows (diverged in epoch 1)
+    a = train_grid(Variances(np.array([0.5, 1.0, 1e30]), np.array([1.0, 1.0, 1e30]), 0.1, 0.1, 1.0),
+                   [0, 1, 2], tiny_data, **kw)
+    # third member: finite at initialization, but its first updates are astronomically large
+    b = train_grid(Variances(np.array([0.5, 1.0, 1e12]), np.array([1.0, 1.0, 1e12]), 0.1, 0.1, 1.0),
+                   [0, 1, 2], tiny_data, **kw)
+    np.testing.assert_array_equal(a.diverged_epoch, [0, 0, 1])
+    assert b.diverged_epoch[2] >= 1 and np.isfinite(b.test_acc[2]) and np.isfinite(a.test_acc[2])
+    assert a.test_acc[2] < 0.2  # scored with its (overflowing) initial parameters: no valid prediction
+    np.testing.assert_array_equal(b.diverged_epoch[:2], [0, 0])
+    np.testing.assert_allclose(a.test_acc[:2], b.test_acc[:2], atol=1e-6)
+    np.testing.assert_allclose(a.train_loss[:2], b.train_loss[:2], rtol=1e-5)
+    assert np.all(a.train_acc[:2] > 0.3), a.train_acc  # learnable data: far above chance after 2 epochs
+
+
+def test_no_recompilation_for_new_variances(tiny_data):
+    tanh = meanfield.get_activation("tanh")
+    kw = dict(arch="rrn", act=tanh, depth=3, cfg=TINY)
+    train_grid(Variances(np.array([0.5, 1.0]), 1.0, 0.0, 0.0, 1.0), [0, 0], tiny_data, **kw)
+    sizes = (trainer.init_grid._cache_size(), trainer.train_epoch_grid._cache_size(),
+             trainer.evaluate_grid._cache_size())
+    train_grid(Variances(np.array([1.5, 0.1]), 1.0, 0.3, 0.0, 1.0), [3, 4], tiny_data, **kw)
+    assert (trainer.init_grid._cache_size(), trainer.train_epoch_grid._cache_size(),
+            trainer.evaluate_grid._cache_size()) == sizes
+
+
+def test_sharded_grid_matches_single_device(tmp_path):
+    """With 4 (forced host) devices a grid of 3 is padded to 4, sharded, and gives the same results."""
+    script = textwrap.dedent("""
+        import numpy as np, jax, meanfield, sys
+        sys.path.insert(0, %r)
+        from test_train import synthetic_mnist, TINY
+        from meanfield.train.trainer import train_grid, init_grid, grid_shardings
+        from meanfield.train.model import Variances
+        assert len(jax.devices()) == 4
+        d = synthetic_mnist()
+        var = Variances(np.array([0.3, 0.9, 1.6]), 1.0, 0.1, 0.1, 1.0)
+        kw = dict(arch="frn", act=meanfield.get_activation("tanh"), depth=2, cfg=TINY)
+        seen = []
+        many = train_grid(var, [0, 1, 2], d, on_epoch=lambda e, s: seen.append(
+            len(s.params["blocks"]["w"].sharding.device_set)), **kw)
+        one = train_grid(var, [0, 1, 2], d, devices=jax.devices()[:1], **kw)
+        assert seen == [4, 4], seen
+        np.testing.assert_allclose(many.test_acc, one.test_acc, atol=1e-6)
+        np.testing.assert_allclose(many.train_loss, one.train_loss, rtol=1e-4)
+        print("OK")
+    """ % os.path.dirname(__file__))
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------------------- sweeps
+def test_parse_list():
+    assert parse_list("0.1:2:3", "sw2") == (0.1, 1.05, 2.0)
+    assert parse_list("1.5", "sw2") == (1.5,)
+    assert parse_list("0.5,1,2", "sw2") == (0.5, 1.0, 2.0)
+    assert parse_list("10:30:3", "depth", integer=True) == (10, 20, 30)
+    assert parse_list("10:11:4", "depth", integer=True) == (10, 11)
+    for bad in ("1:0:x", "1:0:3", "a,b", "1:2", "1:2:0", "1:2:1", "", "nan", "1,inf"):
+        with pytest.raises(SweepError, match="--sw2"):
+            parse_list(bad, "sw2")
+    with pytest.raises(SweepError, match="integers"):
+        parse_list("1.5", "depth", integer=True)
+
+
+def _tiny_sweep(**kw) -> SweepConfig:
+    base = dict(arch="frn", act="tanh", depth=(2, 3), sw2=(0.5, 1.5), sv2=(1.0,), sb2=(0.1,), sa2=(0.1,),
+                seeds=1, train=TINY)
+    base.update(kw)
+    return SweepConfig(**base)
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_sweep_writes_rows_and_resumes(tmp_path, tiny_data, monkeypatch, capsys):
+    out = str(tmp_path / "run")
+    cfg = _tiny_sweep()
+    run_sweep(cfg, out, data=tiny_data)
+    rows = _rows(os.path.join(out, "results.csv"))
+    assert len(rows) == 4 and tuple(rows[0]) == COLUMNS
+    assert {(r["sw2"], r["depth"]) for r in rows} == {("0.5", "2"), ("1.5", "2"), ("0.5", "3"), ("1.5", "3")}
+    assert all(r["diverged"] == "0" and 0 <= float(r["test_acc"]) <= 1 for r in rows)
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["sweep"]["sw2"] == [0.5, 1.5] and "p0" in config["input_stats"]
+    assert "ETA" in capsys.readouterr().err
+
+    # interrupted during the second group: its rows are missing and a row is half written
+    path = os.path.join(out, "results.csv")
+    lines = open(path).read().splitlines(keepends=True)
+    with open(path, "w") as f:
+        f.writelines(lines[:3])
+        f.write(lines[3][:10])
+    calls = []
+    real = sweep.train_grid
+    monkeypatch.setattr(sweep, "train_grid", lambda var, seeds, *a, **k: calls.append(len(seeds)) or real(
+        var, seeds, *a, **k))
+    with pytest.raises(SweepError, match="--resume"):
+        run_sweep(cfg, out, data=tiny_data)
+    run_sweep(cfg, out, data=tiny_data, resume=True, progress=False)
+    assert calls == [2]  # only the unfinished group (depth 3) was trained
+    rows2 = _rows(path)
+    assert len(rows2) == 4 and rows2[:2] == rows[:2]
+    np.testing.assert_allclose([float(r["test_acc"]) for r in rows2[2:]], [float(r["test_acc"]) for r in rows[2:]])
+    run_sweep(cfg, out, data=tiny_data, resume=True, progress=False)
+    assert calls == [2] and len(_rows(path)) == 4
+    with pytest.raises(SweepError, match="cannot resume.*sw2"):
+        run_sweep(_tiny_sweep(sw2=(0.5, 1.4)), out, data=tiny_data, resume=True)
+
+
+def test_zip_pairs_axes_and_presets():
+    cfg = _tiny_sweep(sv2=(1.0, 2.0), sa2=(0.5, 1.0), zip=("sv2", "sa2"))
+    grid = sweep.settings(sweep.effective(cfg))
+    assert len(grid) == 4 and {(g["sv2"], g["sa2"]) for g in grid} == {(1.0, 0.5), (2.0, 1.0)}
+    he = sweep.effective(_tiny_sweep(init="he"))
+    assert (he.sw2, he.sv2, he.sb2, he.sa2) == ((2.0,), (2.0,), (0.0,), (0.0,))
+    rrn = sweep.effective(_tiny_sweep(arch="rrn", sv2=(3.0,)))
+    assert rrn.sv2 == (1.0,) and rrn.sa2 == (0.0,) and rrn.alpha == (1.0,)
+    with pytest.raises(SweepError, match="equal lengths"):
+        sweep.validate(_tiny_sweep(sv2=(1.0, 2.0), sa2=(0.5,), zip=("sv2", "sa2")))
+
+
+# -------------------------------------------------------------------------------------------- CLI
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fail loudly if a bad-input test gets as far as loading data or compiling anything."""
+    def boom(*a, **k):
+        raise AssertionError("reached data loading or training")
+    monkeypatch.setattr(sweep, "train_grid", boom)
+    monkeypatch.setattr(data_mod, "load_mnist", boom)
+    monkeypatch.setattr("meanfield.train.data.load_mnist", boom)
+    return boom
+
+
+BASE = ["train", "--arch", "frn", "--act", "tanh", "--sw2", "1", "--depth", "2", "--width", "8"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--sw2", "1:0:x"], "count n"),
+    (["--sw2", "1:0:3"], "a <= b"),
+    (["--sw2=-1,1"], "sw2 must be >= 0"),
+    (["--sb2", "0:1:3,"], "sb2"),
+    (["--depth", "0"], "depth"),
+    (["--depth", "2.5"], "integers"),
+    (["--width", "0"], "width"),
+    (["--lr", "-1"], "lr"),
+    (["--seeds", "0"], "seeds"),
+    (["--train-subset", "10", "--batch", "64"], "batch"),
+    (["--init", "he"], "--init he sets"),
+    (["--alpha", "0.7"], "alpha_relu only"),
+    (["--zip", "sv2,sa2", "--sv2", "1,2", "--sa2", "0"], "equal lengths"),
+])
+def test_cli_bad_grid_exits_2_before_compiling(flags, message, tmp_path, capsys, no_training):
+    argv = BASE + ["--out", str(tmp_path / "o")] + flags
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("meanfield: error:") and message in err[0], err
+
+
+def test_cli_bad_alpha_and_missing_data(tmp_path, capsys, monkeypatch):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--arch", "frn", "--act", "alpha_relu", "--alpha", "0.3", "--depth", "2",
+              "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2 and "alpha must be in (0.5, 1]" in capsys.readouterr().err
+    monkeypatch.setattr(sweep, "train_grid", lambda *a, **k: pytest.fail("trained despite bad data"))
+    missing = tmp_path / "idx"
+    missing.mkdir()
+    with pytest.raises(SystemExit) as exc:
+        main(BASE + ["--out", str(tmp_path / "o"), "--data", str(missing)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "train-images-idx3-ubyte" in err[0]
+
+
+def test_cli_end_to_end_on_user_npz(tmp_path, tiny_data, capsys):
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, **tiny_data._asdict())
+    out = tmp_path / "run"
+    argv = ["train", "--arch", "rrn", "--act", "tanh", "--sw2", "0.5,1.5", "--depth", "2,3", "--width", "8",
+            "--epochs", "2", "--batch", "16", "--data", str(npz), "--out", str(out), "--no-plots",
+            "--no-progress"]
+    assert main(argv) == 0
+    rows = _rows(out / "results.csv")
+    assert len(rows) == 4 and {r["sv2"] for r in rows} == {"1.0"} and {r["width"] for r in rows} == {"8"}
+    assert main(argv + ["--resume"]) == 0
+    assert len(_rows(out / "results.csv")) == 4
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and "--resume" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(argv[:-4] + ["--epochs", "3", "--out", str(out), "--no-plots", "--resume"])
+    assert exc.value.code == 2 and "cannot resume" in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------------------------- heatmaps
+def test_ridge_fit_recovers_sw2_L_const():
+    sw2 = np.exp(np.linspace(np.log(0.05), np.log(20), 25))
+    depths = np.array([20, 40, 80, 160, 320])
+    X, L = np.meshgrid(sw2, depths)
+    acc = np.exp(-np.log(X * L / 150.0) ** 2)
+    r = heatmap.fit_ridge(X.ravel(), L.ravel(), acc.ravel())
+    assert r["fit_on"] == "interior" and r["n_fit"] == 5
+    assert abs(r["slope_b"] + 1) < 0.1 and 110 < r["C_sw2_L"] < 200
+
+
+def _fake_sweep(directory, act, accuracy, sw2=(0.0, 0.5, 1.0, 1.5), depths=(10, 60, 200, 300)):
+    os.makedirs(directory, exist_ok=True)
+    cfg = _tiny_sweep(act=act, sw2=tuple(sw2), depth=tuple(depths), sv2=(1.0,), sb2=(0.5,), sa2=(0.5,))
+    with open(os.path.join(directory, "config.json"), "w") as f:
+        json.dump({"sweep": cfg.to_json(), "effective": sweep.effective(cfg).to_json(),
+                   "input_stats": {"p0": 1.0, "gamma0": 0.3}, "n_train": 64, "n_test": 32}, f)
+    with open(os.path.join(directory, "results.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for L in depths:
+            for s in sw2:
+                acc = accuracy(s, L)
+                w.writerow(["frn", act, 1.0, s, 1.0, 0.5, 0.5, L, 8, 0, 1, acc, acc, 1.0,
+                            int(acc < 0.11), 0.1])
+
+
+def test_relu_heatmap_marks_overflow_and_correlates(tmp_path):
+    # accuracy that falls past the float32 overflow depth 88.7 / log(1 + sw2/2)
+    def acc(s, L):
+        return 0.1 if L * math.log1p(s / 2) > 88.7 else 0.5 + 0.3 * s
+    d = str(tmp_path / "relu")
+    _fake_sweep(d, "relu", acc)
+    summary = heatmap.analyze_sweep(d, figures_dir=str(tmp_path / "figs"))
+    # overflow (theory's log p^(L) > 88.72) at (sw2, L) = (1.5, 200), (1.0, 300), (1.5, 300)
+    assert summary["predictor"] == "log_s" and summary["n_overflow_cells"] == 3
+    assert summary["spearman_rho"] is not None and summary["spearman_rho_below_overflow"] > 0.5
+    assert os.path.exists(os.path.join(d, "heatmap_sw2_depth.png"))
+    assert os.path.exists(tmp_path / "figs" / "relu_scatter_log_s.png")
+    assert summary["ridges"] == []
+
+
+def test_nonfinite_predictor_is_masked_and_counted(tmp_path, monkeypatch):
+    real = heatmap.theory_at
+
+    def with_holes(*a, **k):
+        out = real(*a, **k)
+        out["log_s"][0] = np.nan  # first setting: predictor undefined
+        return out
+
+    monkeypatch.setattr(heatmap, "theory_at", with_holes)
+    d = str(tmp_path / "holes")
+    _fake_sweep(d, "relu", lambda s, L: 0.5 + 0.1 * s)
+    summary = heatmap.analyze_sweep(d)
+    assert summary["n_predictor_nonfinite"] == 1  # cell (sw2, L) = (0, 10)
+    assert any("NaN/inf" in line for line in heatmap.summary_lines(summary))
