@@ -108,9 +108,12 @@ def _check_key(key):
 
 
 # ------------------------------------------------------------------------------------- shared pieces
-def _inputs(key, p0, gamma0, n: int, dtype):
-    """Two random inputs with coordinate mean 0, |x|^2/N = |x'|^2/N = p0 and x.x'/N = gamma0 (to rounding)."""
-    z = jax.random.normal(key, (2, n), dtype)
+def _inputs(z, p0, gamma0):
+    """Two inputs with coordinate mean 0, |x|^2/N = |x'|^2/N = p0 and x.x'/N = gamma0 (to rounding).
+
+    Built from two Gaussian rows ``z`` (2, N): centred, orthonormalized, then combined.
+    """
+    n = z.shape[-1]
     z = z - jnp.mean(z, axis=1, keepdims=True)
     u1 = z[0] / jnp.linalg.norm(z[0])
     v = z[1] - jnp.dot(u1, z[1]) * u1
@@ -185,8 +188,8 @@ def _fast_layers(arch: str, act: Activation, n: int, dtype, hp):
     # forward draw rows: W q0, W q1, b [, V q0', V q1', a]; backward: fresh vector for W [, V]
     n_fwd, n_bwd = (6, 2) if frn else (3, 1)
 
-    def forward(x_pair, key):
-        draw = jax.random.normal(key, (n_fwd, n), dtype)
+    def forward(x_pair, keys):
+        draw = jax.random.normal(keys[0], (n_fwd, n), dtype)
         q_x, r_x = _basis(x_pair, rtol)
         h = _push_forward(r_x, draw[0:2], cw) + sb * draw[2]
         phi = act.phi(h, hp.alpha)
@@ -202,8 +205,8 @@ def _fast_layers(arch: str, act: Activation, n: int, dtype, hp):
             new = phi
         return new, stats, tape
 
-    def backward(g, tape, key):
-        fresh = jax.random.normal(key, (n_bwd, n), dtype)
+    def backward(g, tape, keys):
+        fresh = jax.random.normal(keys[1], (n_bwd, n), dtype)
         chi = jnp.mean(g * g)
         t = _pull_back(tape["q_phi"], tape["z_v"], fresh[1], g, cv) if frn else g
         delta = tape["dphi"] * t
@@ -212,7 +215,7 @@ def _fast_layers(arch: str, act: Activation, n: int, dtype, hp):
             g_prev = g_prev + g
         return g_prev, dict(chi=chi, chi_b=jnp.mean(delta * delta))
 
-    return forward, backward, (9 if frn else 5)
+    return forward, backward
 
 
 # ------------------------------------------------------------------------------------ dense sampler
@@ -224,36 +227,35 @@ def _dense_layers(arch: str, act: Activation, n: int, dtype, hp):
     def mat(key, c):
         return c * jax.random.normal(key, (n, n), dtype)
 
-    def forward(x_pair, key):
-        k_w, k_v, k_b, k_a = jax.random.split(key, 4)
-        h = x_pair @ mat(k_w, cw).T + sb * jax.random.normal(k_b, (n,), dtype)
+    def forward(x_pair, keys):  # keys: W, V, (b, a); the backward pass redraws W and V from them
+        ba = jax.random.normal(keys[2], (2, n), dtype)
+        h = x_pair @ mat(keys[0], cw).T + sb * ba[0]
         phi = act.phi(h, hp.alpha)
         stats = {**_x_stats(x_pair), **_h_stats(h, phi[0])}
         if frn:
-            new = phi @ mat(k_v, cv).T + x_pair + sa * jax.random.normal(k_a, (n,), dtype)
+            new = phi @ mat(keys[1], cv).T + x_pair + sa * ba[1]
         elif arch == "rrn":
             new = phi + x_pair
         else:
             new = phi
         return new, stats, dict(h=h[0])
 
-    def backward(g, tape, key):
-        k_w, k_v, _, _ = jax.random.split(key, 4)  # the forward's keys: the same matrices
+    def backward(g, tape, keys):
         chi = jnp.mean(g * g)
-        t = g @ mat(k_v, cv) if frn else g
+        t = g @ mat(keys[1], cv) if frn else g
         delta = act.dphi(tape["h"], hp.alpha) * t
-        g_prev = delta @ mat(k_w, cw)
+        g_prev = delta @ mat(keys[0], cw)
         if arch != "ff":
             g_prev = g_prev + g
         return g_prev, dict(chi=chi, chi_b=jnp.mean(delta * delta))
 
-    return forward, backward, 1
+    return forward, backward
 
 
 # ---------------------------------------------------------------------------------- one network
 def _forward_scan(forward, x0, keys, keep_tape: bool):
-    def body(x_pair, key):
-        new, stats, tape = forward(x_pair, key)
+    def body(x_pair, layer_keys):
+        new, stats, tape = forward(x_pair, layer_keys)
         return new, (stats, tape if keep_tape else None)
 
     x_end, (stats, tape) = jax.lax.scan(body, x0, keys)
@@ -267,46 +269,59 @@ def _backward_scan(backward, g, tape, keys):
     return jax.lax.scan(body, g, (tape, keys), reverse=True)
 
 
+#: keys per layer: fast (forward draws, backward fresh vectors); dense (W, V, (b, a))
+_KEYS_PER_LAYER = {"fast": 2, "dense": 3}
+
+
+def _split_key(key, depth: int, sampler: str):
+    """(input key, per-layer keys of shape (L, k)) from one network key, in a single split."""
+    k = _KEYS_PER_LAYER[sampler]
+    keys = jax.random.split(key, 1 + depth * k)
+    return keys[0], keys[1:].reshape((depth, k) + keys.shape[1:])
+
+
+def _start(key, hp, width: int, dtype):
+    """The two inputs (see :func:`_inputs`) and the +-1 output gradient, from one normal draw."""
+    z = jax.random.normal(key, (3, width), dtype)
+    return _inputs(z[:2], hp.p0, hp.gamma0), jnp.where(z[2] < 0, -1.0, 1.0).astype(dtype)
+
+
 def _network(hp, key, *, arch, act, depth, width, dtype, sampler, segment):
     """Raw per-layer statistics of one sampled network (dict of float64 arrays of length L + 1)."""
     hp = Hyper(*(jnp.asarray(v, dtype) for v in hp))
     make = _fast_layers if sampler == "fast" else _dense_layers
-    forward, backward, _ = make(arch, act, width, dtype, hp)
-    k_in, k_sign, k_fwd, k_bwd = jax.random.split(key, 4)
-    x0 = _inputs(k_in, hp.p0, hp.gamma0, width, dtype)
-    keys_f = jax.random.split(k_fwd, depth)
-    # the dense sampler's backward redraws the forward matrices; the fast one needs fresh vectors
-    keys_b = jax.random.split(k_bwd, depth) if sampler == "fast" else keys_f
-    g_top = jax.random.rademacher(k_sign, (width,), dtype)
+    forward, backward = make(arch, act, width, dtype, hp)
+    k_start, keys = _split_key(key, depth, sampler)
+    x0, g_top = _start(k_start, hp, width, dtype)
 
     if segment >= depth:  # the whole tape fits: one forward pass, one backward pass
-        x_end, fstats, tape = _forward_scan(forward, x0, keys_f, True)
-        g0, bstats = _backward_scan(backward, g_top, tape, keys_b)
+        x_end, fstats, tape = _forward_scan(forward, x0, keys, True)
+        g0, bstats = _backward_scan(backward, g_top, tape, keys)
     else:  # checkpoint the state every `segment` layers; recompute each segment in the backward pass
-        rem = depth % segment
-        n_seg = depth // segment
-        seg_keys_f = keys_f[rem:].reshape((n_seg, segment) + keys_f.shape[1:])
-        seg_keys_b = keys_b[rem:].reshape((n_seg, segment) + keys_b.shape[1:])
-        x_mid, fstats_head, _ = _forward_scan(forward, x0, keys_f[:rem], False)
+        rem = depth % segment  # a first, shorter segment
+        seg_keys = keys[rem:].reshape((depth // segment, segment) + keys.shape[1:])
+        x_mid, fstats_head, _ = _forward_scan(forward, x0, keys[:rem], False) if rem else (x0, None, None)
 
-        def seg_forward(x_pair, kf):
-            new, stats, _ = _forward_scan(forward, x_pair, kf, False)
+        def seg_forward(x_pair, seg):
+            new, stats, _ = _forward_scan(forward, x_pair, seg, False)
             return new, (x_pair, stats)
 
-        x_end, (checkpoints, fstats_seg) = jax.lax.scan(seg_forward, x_mid, seg_keys_f)
+        x_end, (checkpoints, fstats) = jax.lax.scan(seg_forward, x_mid, seg_keys)
 
         def seg_backward(g, xs):
-            x_start, kf, kb = xs
-            _, _, tape = _forward_scan(forward, x_start, kf, True)
-            return _backward_scan(backward, g, tape, kb)
+            x_start, seg = xs
+            _, _, tape = _forward_scan(forward, x_start, seg, True)
+            return _backward_scan(backward, g, tape, seg)
 
-        g_mid, bstats_seg = jax.lax.scan(seg_backward, g_top, (checkpoints, seg_keys_f, seg_keys_b),
-                                         reverse=True)
-        _, _, tape_head = _forward_scan(forward, x0, keys_f[:rem], True)
-        g0, bstats_head = _backward_scan(backward, g_mid, tape_head, keys_b[:rem])
+        g0, bstats = jax.lax.scan(seg_backward, g_top, (checkpoints, seg_keys), reverse=True)
         flat = lambda a: a.reshape((-1,) + a.shape[2:])  # noqa: E731
-        fstats = jax.tree.map(lambda h, s: jnp.concatenate([h, flat(s)]), fstats_head, fstats_seg)
-        bstats = jax.tree.map(lambda h, s: jnp.concatenate([h, flat(s)]), bstats_head, bstats_seg)
+        fstats, bstats = jax.tree.map(flat, fstats), jax.tree.map(flat, bstats)
+        if rem:
+            _, _, tape_head = _forward_scan(forward, x0, keys[:rem], True)
+            g0, bstats_head = _backward_scan(backward, g0, tape_head, keys[:rem])
+            cat = lambda a, b: jnp.concatenate([a, b])  # noqa: E731
+            fstats = jax.tree.map(cat, fstats_head, fstats)
+            bstats = jax.tree.map(cat, bstats_head, bstats)
 
     last = _x_stats(x_end)
     nan = jnp.full((1,), jnp.nan, dtype)
@@ -329,25 +344,110 @@ def _networks(hp, keys, *, arch, act, depth, width, dtype, sampler, segment, chu
 
 
 def plan(sampler: str, arch: str, width: int, depth: int, itemsize: int, n_networks: int,
-         memory_bytes: int = DEFAULT_MEMORY_BYTES) -> tuple[int, int]:
-    """(segment length, networks per chunk) for a memory budget; segment >= depth means no recompute."""
+         memory_bytes: int = DEFAULT_MEMORY_BYTES, segment: int | None = None) -> tuple[int, int]:
+    """(segment length, networks per chunk) for a memory budget; segment >= depth means no recompute.
+
+    Without a given ``segment``, the whole backward tape is kept when one network's tape fits in
+    ``memory_bytes``; otherwise the segment length minimizes checkpoints + one segment's tape.
+    """
     n = width
     tape_rows = (9 if arch == "frn" else 5) if sampler == "fast" else 1
     # transient arrays of one layer: the forward draws and their images (fast), or one N x N matrix
     work_rows = 24 if sampler == "fast" else n + 8
-    if (depth * tape_rows + work_rows + 2) * n * itemsize <= memory_bytes:
-        segment = depth
+    if segment is None:
+        if (depth * tape_rows + work_rows + 2) * n * itemsize <= memory_bytes:
+            segment = depth
+        else:
+            segment = max(1, min(depth - 1, round(math.sqrt(2.0 * depth / tape_rows))))
+    segment = min(segment, depth)
+    if segment == depth:
         per_net = (depth * tape_rows + work_rows + 2) * n * itemsize
     else:
-        segment = max(1, min(depth - 1, round(math.sqrt(2.0 * depth / tape_rows))))
         per_net = (2 * (depth // segment + 1) + segment * tape_rows + work_rows) * n * itemsize
     chunk = int(max(1, min(n_networks, memory_bytes // per_net)))
     return segment, chunk
 
 
 # ------------------------------------------------------------------------------------------ public
+def networks(spec: Spec, width: int, samples: int, key, sampler: str = "fast", dtype="float32", *,
+             memory_bytes: int = DEFAULT_MEMORY_BYTES, segment: int | None = None) -> Trajectory:
+    """The measured trajectory of every sampled network: fields of shape ``spec.shape + (samples, L + 1)``.
+
+    Arguments as for :func:`simulate`. Each network's fields are its own empirical values (``e`` from its
+    own p, p' and gamma; log twins are logs of its values; ``log_R`` has shape ``spec.shape + (samples,)``),
+    for histograms and two-sample tests; :func:`simulate` averages them.
+    """
+    if not isinstance(spec, Spec):
+        raise ValueError(f"spec must be a meanfield.Spec, got {type(spec).__name__}")
+    width, samples, sampler, dt = check_args(width, samples, sampler, dtype)
+    key = _check_key(key)
+    memory_bytes = _check_int("memory_bytes", memory_bytes, 1)
+    if segment is not None:
+        segment = _check_int("segment", segment, 1)
+
+    shape = spec.shape
+    n_grid = math.prod(shape)
+    n_net = n_grid * samples
+    # network index = grid_index * samples + sample_index; grid points share the sample keys
+    hp = Hyper(*(jnp.asarray(np.repeat(np.reshape(v, (n_grid,)), samples)) for v in spec.hyper()))
+    sample_keys = jax.random.split(key, samples)
+    keys = sample_keys[np.tile(np.arange(samples), n_grid)]
+    segment, chunk = plan(sampler, spec.arch, width, spec.depth, dt.itemsize, n_net, memory_bytes, segment)
+    raw = _networks(hp, keys, arch=spec.arch, act=spec.act, depth=spec.depth, width=width, dtype=dt,
+                    sampler=sampler, segment=segment, chunk=chunk)
+    raw = {k: np.asarray(v).reshape(shape + (samples, spec.depth + 1)) for k, v in raw.items()}
+    return _per_network(raw, spec.arch)
+
+
+def _per_network(raw: dict, arch: str) -> Trajectory:
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        out = {k: raw[k] for k in ("p", "q", "gamma", "lam", "s", "mu", "chi", "chi_b")}
+        out["e"] = raw["gamma"] / np.sqrt(raw["p"] * raw["p2"])
+        undefined = np.full_like(raw["p"][..., :1], np.nan)
+        out["chi_w"] = raw["chi_b"] * np.concatenate([undefined, raw["p"][..., :-1]], -1)
+        if arch == "frn":
+            out["chi_a"] = np.concatenate([undefined, raw["chi"][..., 1:]], -1)
+            out["chi_v"] = raw["chi"] * raw["phi2"]
+        else:
+            out["chi_a"] = out["chi_v"] = np.full_like(raw["p"], np.nan)
+        for k in ("chi", "p", "s"):
+            out["log_" + k] = np.log(out[k])
+        out["log_R"] = out["log_chi"][..., 0] - out["log_chi"][..., -1]
+    return Trajectory(**out)
+
+
+def summarize(per_network: Trajectory) -> tuple[Trajectory, Trajectory]:
+    """(mean, stderr) over the samples axis of :func:`networks`' result (the axis before the layer axis).
+
+    Plain fields: sample mean and standard error (ddof = 1). Log twins: the log of the mean
+    (``log_p = log mean p``, not the mean of logs, so that it estimates the theory's log p) with the
+    delta-method stderr(p) / mean(p); ``log_R = log mean(chi^(0) / chi^(L))`` likewise.
+    """
+    pn = per_network
+    n = int(np.shape(pn.p)[-2])
+    mean, se = {}, {}
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        for field in Trajectory._fields:
+            if field.startswith("log_"):
+                continue
+            v = np.asarray(getattr(pn, field))
+            mean[field] = np.mean(v, -2)
+            se[field] = np.std(v, -2, ddof=1) / math.sqrt(n)
+        for k in ("chi", "p", "s"):
+            mean["log_" + k] = np.log(mean[k])
+            se["log_" + k] = se[k] / mean[k]
+        log_r = np.asarray(pn.log_R)
+        top = np.max(log_r, -1, keepdims=True)
+        ratio = np.exp(log_r - top)  # R / max R: the mean of R without overflow
+        m_r = np.mean(ratio, -1)
+        mean["log_R"] = np.log(m_r) + top[..., 0]
+        se["log_R"] = np.std(ratio, -1, ddof=1) / math.sqrt(n) / m_r
+    return Trajectory(**mean), Trajectory(**se)
+
+
 def simulate(spec: Spec, width: int, samples: int, key, sampler: str = "fast", dtype="float32", *,
-             memory_bytes: int = DEFAULT_MEMORY_BYTES) -> tuple[Trajectory, Trajectory]:
+             memory_bytes: int = DEFAULT_MEMORY_BYTES, segment: int | None = None
+             ) -> tuple[Trajectory, Trajectory]:
     """Sample ``samples`` networks of width ``width`` per grid point of ``spec``; per-layer mean and stderr.
 
     Args:
@@ -361,64 +461,16 @@ def simulate(spec: Spec, width: int, samples: int, key, sampler: str = "fast", d
       dtype: ``"float32"`` or ``"float64"`` (or the numpy/jax dtype). ReLU networks grow like B^l: deep
         ones need float64, and a simulation is only meaningful while p and chi stay in range.
       memory_bytes: memory target of one compiled chunk of networks.
+      segment: checkpoint the forward state every ``segment`` layers and recompute in the backward pass
+        (default: chosen from ``memory_bytes``; ``segment >= depth`` keeps the whole tape). Results do
+        not depend on it beyond rounding.
 
     Returns:
       ``(mean, stderr)``: two :class:`Trajectory` values with shape ``spec.shape + (L + 1,)`` (``log_R``:
-      ``spec.shape``). Each field of ``mean`` is the average over samples of the per-network value; the
-      log twins are the logs of the means (``log_p = log mean p``) with stderr given by the delta method
-      (stderr(p) / mean(p)); ``log_R = log mean(chi^(0) / chi^(L))``. NaN where the theory is undefined.
+      ``spec.shape``), as computed by :func:`summarize`. NaN where the theory is undefined.
     """
-    if not isinstance(spec, Spec):
-        raise ValueError(f"spec must be a meanfield.Spec, got {type(spec).__name__}")
-    width, samples, sampler, dt = check_args(width, samples, sampler, dtype)
-    key = _check_key(key)
-    memory_bytes = _check_int("memory_bytes", memory_bytes, 1)
-
-    shape = spec.shape
-    n_grid = math.prod(shape)
-    hyper = spec.hyper()
-    n_net = n_grid * samples
-    # network index = grid_index * samples + sample_index
-    hp = Hyper(*(jnp.asarray(np.repeat(np.reshape(v, (n_grid,)), samples)) for v in hyper))
-    sample_keys = jax.random.split(key, samples)
-    keys = sample_keys[np.tile(np.arange(samples), n_grid)]
-    segment, chunk = plan(sampler, spec.arch, width, spec.depth, dt.itemsize, n_net, memory_bytes)
-    raw = _networks(hp, keys, arch=spec.arch, act=spec.act, depth=spec.depth, width=width, dtype=dt,
-                    sampler=sampler, segment=segment, chunk=chunk)
-    raw = {k: np.asarray(v).reshape((n_grid, samples, spec.depth + 1)) for k, v in raw.items()}
-    mean, stderr = _summarize(raw, spec.arch)
-    return (Trajectory(*(np.reshape(v, shape + v.shape[1:]) for v in mean)),
-            Trajectory(*(np.reshape(v, shape + v.shape[1:]) for v in stderr)))
-
-
-def _summarize(raw: dict, arch: str) -> tuple[Trajectory, Trajectory]:
-    """Per-network raw statistics (grid, samples, L + 1) -> (mean, stderr) trajectories over samples."""
-    n_samples = raw["p"].shape[1]
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        per = {k: raw[k] for k in ("p", "q", "gamma", "lam", "s", "mu", "chi", "chi_b")}
-        per["e"] = raw["gamma"] / np.sqrt(raw["p"] * raw["p2"])
-        p_prev = np.concatenate([np.full_like(raw["p"][..., :1], np.nan), raw["p"][..., :-1]], -1)
-        per["chi_w"] = raw["chi_b"] * p_prev
-        undefined = np.full_like(raw["p"], np.nan)
-        if arch == "frn":
-            per["chi_a"] = np.concatenate([undefined[..., :1], raw["chi"][..., 1:]], -1)
-            per["chi_v"] = raw["chi"] * raw["phi2"]
-        else:
-            per["chi_a"] = per["chi_v"] = undefined
-        ratio = raw["chi"][..., 0] / raw["chi"][..., -1]
-
-        def mean_se(a, axis=1):
-            return np.mean(a, axis), np.std(a, axis, ddof=1) / math.sqrt(n_samples)
-
-        mean, se = {}, {}
-        for k, v in per.items():
-            mean[k], se[k] = mean_se(v)
-        for k in ("chi", "p", "s"):
-            mean["log_" + k] = np.log(mean[k])
-            se["log_" + k] = se[k] / mean[k]
-        m_r, s_r = mean_se(ratio)
-        mean["log_R"], se["log_R"] = np.log(m_r), s_r / m_r
-    return Trajectory(**mean), Trajectory(**se)
+    return summarize(networks(spec, width, samples, key, sampler, dtype, memory_bytes=memory_bytes,
+                              segment=segment))
 
 
 def compare(theory: Trajectory, mean: Trajectory, stderr: Trajectory) -> dict:
