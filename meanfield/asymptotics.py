@@ -485,6 +485,28 @@ def reduced_gap_slope(laws: Laws, e: float) -> float:
     return -rate / gap
 
 
+def reduced_e_path(laws: Laws, l0: float, e0: float, l) -> np.ndarray:
+    """e^(l) of the leading-order dynamics de / d log l = rate(e) (see :func:`reduced_gap_slope`).
+
+    Started at e(l0) = e0 and integrated to the layers ``l`` (>= l0) with scipy's LSODA: the curve a
+    trajectory should follow if only the law's own nonlinearity, and no correction term, mattered.
+    """
+    from scipy.integrate import solve_ivp
+
+    if laws.act == "alpha_relu":
+        rate = lambda e: (float(J_alpha(min(e, 1.0), laws.alpha)) - e) / (1.0 - laws.alpha)  # noqa: E731
+    elif laws.act in KAPPA:
+        sv2, sa2 = laws.params["sv2"], laws.params["sa2"]
+        kappa = sv2 + sa2
+        rate = lambda e: (sv2 * 2 / math.pi * math.asin(min(max(e, -1.0), 1.0)) + sa2 - kappa * e) / kappa  # noqa: E731
+    else:
+        raise ValueError(f"no reduced dynamics of e for {laws.arch} with {laws.act}")
+    t = np.log(np.asarray(l, np.float64))
+    sol = solve_ivp(lambda _, y: [rate(y[0])], (math.log(l0), float(t[-1])), [float(e0)], t_eval=t,
+                    method="LSODA", rtol=1e-10, atol=1e-14)
+    return sol.y[0]
+
+
 def _R_power(l, log_R, L):
     # R = Theta(L^k): k = d log R / d log L (log R itself, not log log R, is linear in log L)
     x = np.log(np.maximum(l, 1.0))

@@ -1,0 +1,11 @@
+"""tanh FRN gradients chi, chi_b, chi_w over l = 1..1e4 against exp(A sqrt l), A = 1.4669 (THEORY.md section 6).
+
+    python experiments/fig_tanh_gradients.py [--full] [--out figures]
+"""
+
+import sys
+
+from meanfield.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["figures", "--only", "tanh_gradients", *sys.argv[1:]]))
