@@ -87,7 +87,7 @@ TINY = Settings(depth_tanh=64, depth_relu=64, depth_alpha=64, sim_depth=16, widt
 THEORY_STYLE = dict(lw=2.4, alpha=0.85)
 SIM_STYLE = dict(fmt="o", ms=4, mfc="none", mew=1.2, capsize=2, elinewidth=1.0)
 LAW_STYLE = dict(color="black", ls="--", lw=1.2)
-ALT_LAW_STYLE = dict(color="0.45", ls=":", lw=1.6)
+ALT_LAW_STYLE = dict(color="0.15", ls=":", lw=1.8, zorder=5)
 
 
 def _pyplot():
@@ -163,8 +163,8 @@ def _law_curves(net: Net, laws: asy.Laws, l, th):
     anchored = f"(anchored at l = {L:g})"
     if net.family == "tanh":
         kappa = laws.p_prefactor
-        out["p"] = (kappa * l, f"law p = {kappa:g} l")
-        out["s"] = (2 * (1 - laws.e_star) * kappa * l, f"law s = 2(1-e*)·{kappa:g} l")
+        out["p"] = (kappa * l, f"law p = (σv²+σa²) l = {kappa:g} l")
+        out["s"] = (2 * (1 - laws.e_star) * kappa * l, f"law s = 2(1−e*)(σv²+σa²) l = {2 * (1 - laws.e_star) * kappa:g} l")
         gap_L = abs(th.e[L] - laws.e_star)
         out["gap"] = (gap_L * (l / L) ** -laws.delta_star, f"law ∝ l^-{laws.delta_star:.3f} {anchored}")
         out["R"] = (np.exp(laws.A * (np.sqrt(l) - math.sqrt(L)) + th.log_R_of[L]),
@@ -275,7 +275,7 @@ def dynamics_figure(net: Net, settings: Settings = QUICK, out_dir: str = "figure
             l0 = 100
             lr = l_th[l0 - 1:]
             path = asy.reduced_e_path(laws, l0, t.e[l0], lr)
-            ax.plot(lr, mask(np.abs(path - laws.e_star)), label="leading-order e dynamics from l = 100",
+            ax.plot(lr, mask(np.abs(path - laws.e_star)), label="leading-order e dynamics from l = 100 (dotted)",
                     **ALT_LAW_STYLE)
         ax.set_yscale("log")
         ax.set_xscale("log")
