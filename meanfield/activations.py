@@ -179,6 +179,22 @@ def _erf_corr(log_q, c, alpha=1.0):
     return jnp.arcsin(jnp.clip(c, -1.0, 1.0) * x) / jnp.arcsin(x)
 
 
+def _erf_decorr(log_q, delta, alpha=1.0):
+    # 1 - rho = (arcsin x - arcsin(c x)) / arcsin x with x = 2q / (1 + 2q); for c >= 0,
+    # arcsin a - arcsin b = arcsin((a^2 - b^2) / (a sqrt(1 - b^2) + b sqrt(1 - a^2))) and
+    # a^2 - b^2 = x^2 delta (2 - delta): no difference of nearly equal numbers anywhere.
+    delta = jnp.clip(delta, 0.0, 2.0)
+    inv = 0.5 * jnp.exp(-log_q)  # 1 / (2q)
+    x = 1.0 / (1.0 + inv)
+    one_minus_x = inv / (1.0 + inv)
+    c = 1.0 - delta
+    one_minus_cx = one_minus_x + delta * x
+    num = x * x * delta * (2.0 - delta)
+    den = x * jnp.sqrt(one_minus_cx * (1.0 + c * x)) + c * x * jnp.sqrt(one_minus_x * (1.0 + x))
+    near = jnp.arcsin(num / jnp.where(den > 0, den, 1.0)) / jnp.arcsin(x)
+    return jnp.where(delta < 0.5, near, 1.0 - _erf_corr(log_q, c))
+
+
 erf_act = Activation(
     name="erf",
     phi=lambda x, alpha=1.0: erf(x),
@@ -189,6 +205,7 @@ erf_act = Activation(
     corr=_erf_corr,
     M_scaled=lambda log_q, log_s, alpha=1.0: jnp.zeros_like(log_q - log_s),
     odd=True,
+    decorr=_erf_decorr,
 )
 
 

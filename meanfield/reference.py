@@ -47,6 +47,11 @@ def _phi_fns(act: str, alpha: float):
     raise ValueError(act)
 
 
+def _homogeneous(act, alpha):
+    """Degree of positive homogeneity of phi (E[f(phi)] at variance q is q^deg times its value at 1)."""
+    return {"relu": 1.0, "alpha_relu": alpha}.get(act)
+
+
 def V(act, q, alpha=1.0):
     phi, _ = _phi_fns(act, alpha)
     return normal_expectation(lambda x: phi(x) ** 2, q)
@@ -128,6 +133,28 @@ def half_sq_diff(act, q, delta, alpha=1.0):
     return 0.5 * _quad(lambda x: inner(x) * dens(x), -12 * s, 12 * s)
 
 
+def _at_unit_variance(fn, power):
+    """Evaluate a transform of a positively homogeneous phi at q = 1 and rescale by q^power(alpha)."""
+    def wrapped(act, q, *args):
+        alpha = args[-1] if args else 1.0
+        deg = _homogeneous(act, alpha)
+        if deg is None or q <= 0:
+            return fn(act, q, *args)
+        if fn is W:  # W(act, q, lam, alpha): the correlation lam / q is scale free
+            lam = args[0]
+            return q ** power(deg) * fn(act, 1.0, lam / q, *args[1:])
+        return q ** power(deg) * fn(act, 1.0, *args)
+    return wrapped
+
+
+# Adaptive quadrature in x at variance 1e12 meets scipy's absolute floors; ReLU and alpha-ReLU need none.
+V_ = _at_unit_variance(V, lambda a: a)
+Vp_ = _at_unit_variance(Vp, lambda a: a - 1.0)
+M_ = _at_unit_variance(M, lambda a: a / 2.0)
+W_ = _at_unit_variance(W, lambda a: a)
+half_sq_diff_ = _at_unit_variance(half_sq_diff, lambda a: a)
+
+
 def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0.5):
     """THEORY.md section 3 recursions, layer by layer, with the transforms above (no log domain).
 
@@ -147,8 +174,8 @@ def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0
     for l in range(1, L + 1):
         q = sw2 * p + sb2
         lam = sw2 * g + sb2
-        v, w, vp, m = V(act, q, alpha), W(act, q, lam, alpha), Vp(act, q, alpha), M(act, q, alpha)
-        dsq = half_sq_diff(act, q, sw2 * s / 2 / q if q > 0 else 0.0, alpha)
+        v, w, vp, m = V_(act, q, alpha), W_(act, q, lam, alpha), Vp_(act, q, alpha), M_(act, q, alpha)
+        dsq = half_sq_diff_(act, q, sw2 * s / 2 / q if q > 0 else 0.0, alpha)
         if arch == "ff":
             p_new, g_new, mu_new, s_new = v, w, m, 2 * dsq
         elif arch == "frn":

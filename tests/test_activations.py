@@ -160,15 +160,16 @@ def test_bad_activation_names():
         mf.custom(3.0)
 
 
+@pytest.mark.parametrize("act", [mf.tanh, mf.erf_act])
 @pytest.mark.parametrize("q", [1e-3, 5.0, 1e3, 1e8])
-def test_tanh_one_minus_corr_is_exact_near_one(q):
+def test_one_minus_corr_is_exact_near_one(act, q):
     # Price's theorem: 1 - W(q, (1 - d) q) / V(q) -> d q V'(q) / V(q) as q d -> 0 (the correction grows
     # with q d: the kink of tanh is resolved once sigma^2 = q d (2 - d) is small); no cancellation left
     lq = jnp.log(q)
-    limit = q * float(mf.tanh.Vp(q)) / float(mf.tanh.V(q))
+    limit = q * float(act.Vp(q)) / float(act.V(q))
     for d in (1e-24 / max(q, 1.0), 1e-100):
-        assert float(mf.tanh.one_minus_corr(lq, d)) / d == pytest.approx(limit, rel=1e-9)
-    assert float(mf.tanh.one_minus_corr(lq, 0.0)) == 0.0
+        assert float(act.one_minus_corr(lq, d)) / d == pytest.approx(limit, rel=1e-9)
+    assert float(act.one_minus_corr(lq, 0.0)) == 0.0
 
 
 def test_deep_ordered_feedforward_tanh_keeps_s_positive():

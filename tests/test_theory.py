@@ -117,8 +117,27 @@ def test_matches_independent_reference(arch, act):
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("act", ACTS)
-def test_matches_independent_reference_depth_50(arch, act):
-    _assert_matches_reference(arch, act, depth=50, seed=7 + zlib.crc32(f"{arch}{act}".encode()), rtol=1e-8)
+def test_cli_json_matches_independent_reference_depth_50(arch, act, capsys):
+    # the acceptance check: `meanfield theory --format json` at depth 50, random variances in
+    # [0.05, 3], against meanfield.reference, forward and backward, to 1e-8 relative
+    rng = np.random.default_rng(7 + zlib.crc32(f"{arch}{act}".encode()))
+    sw2, sv2, sb2, sa2 = (float(v) for v in rng.uniform(0.05, 3, 4))
+    alpha = float(rng.uniform(0.55, 1.0)) if act == "alpha_relu" else 1.0
+    depth, p0, gamma0 = 50, 1.0, 0.5
+    argv = ["theory", "--arch", arch, "--act", act, "--alpha", repr(alpha), "--sw2", repr(sw2), "--sv2", repr(sv2),
+            "--sb2", repr(sb2), "--sa2", repr(sa2), "--depth", str(depth), "--format", "json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    r = ref.trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha, p0, gamma0)
+    for name, want in r.items():
+        if name == "log_R":
+            assert out["log_R"] == pytest.approx(want, rel=1e-8)
+            continue
+        got = np.array([np.nan if v is None else v for v in out[name]])
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=name)
+        ok = ~np.isnan(want)
+        atol = 1e-12 * float(np.sqrt(np.max(r["p"]))) if name == "mu" else 0.0
+        np.testing.assert_allclose(got[ok], want[ok], rtol=1e-8, atol=atol, err_msg=f"{arch} {act} {name}")
 
 
 def test_sweep_equals_loop_of_single_calls_and_never_recompiles():
