@@ -33,6 +33,8 @@ from .trajectory import Trajectory
 
 #: sqrt(q) V'(q) as q -> inf for the saturating odd activations (see the module docstring).
 KAPPA = {"tanh": (4.0 / 3.0) / math.sqrt(2.0 * math.pi), "erf": 2.0 / math.pi}
+#: nu of V(q) = 1 - nu q^(-1/2) + O(1/q): nu = (1 / sqrt(2 pi)) int (1 - phi(x)^2) dx.
+NU = {"tanh": math.sqrt(2.0 / math.pi), "erf": 2.0 / math.pi}
 
 #: The law keys of ``meanfield laws`` (null where a law does not apply).
 LAW_KEYS = ("e_star", "delta_star", "p_exponent", "log_B", "A", "R_exponent")
@@ -62,7 +64,8 @@ def saturating_delta_star(sv2: float, sa2: float) -> float:
     delta* = 1 - (2/pi) sv2 / ((sv2 + sa2) sqrt(1 - e*^2)), from linearizing e_l - e_(l-1) =
     f(e) / ((sv2 + sa2) l) at e*. Caveat (found in this project, see figures/exponents.md): V(q) = 1 -
     sqrt(2/pi) q^(-1/2) + ... feeds a forcing term of order l^(-3/2) into that difference equation when
-    e* > 0, so |e - e*| = C l^(-delta*) + D l^(-1/2) and delta* < 1/2 wins only logarithmically slowly.
+    e* > 0, so e - e* = C l^(-delta*) + D l^(-1/2) and delta* < 1/2 wins only very slowly (see
+    :func:`saturating_gap_correction`).
     """
     e = saturating_e_star(sv2, sa2)
     if sv2 == 0.0:
@@ -445,19 +448,21 @@ def measure(traj: Trajectory, laws: Laws) -> dict:
 def saturating_gap_correction(laws: Laws) -> float:
     """D of the second term of e - e* = C l^(-delta*) + D l^(-1/2) for a tanh (or erf) FRN; 0 elsewhere.
 
-    From V(q) = 1 - sqrt(2/pi) q^(-1/2) + O(1/q) (THEORY.md section 4; W(q, c q) - (2/pi) arcsin c is
-    O(1/q)), p ~ kappa l and q ~ sw2 kappa l with kappa = sv2 + sa2, the cosine distance obeys
+    From V(q) = 1 - nu q^(-1/2) + O(1/q) (nu = sqrt(2/pi) for tanh, THEORY.md section 4; 2/pi for erf),
+    W(q, c q) - (2/pi) arcsin c = O(1/q), p ~ kappa l and q ~ sw2 kappa l with kappa = sv2 + sa2, the
+    cosine distance obeys
 
-        e_l - e_(l-1) = [f(e) + sv2 e sqrt(2/pi) q^(-1/2)] / p_l,   f(e) = sv2 (2/pi) arcsin e + sa2 - kappa e,
+        e_l - e_(l-1) = [f(e) + sv2 e nu q^(-1/2)] / p_l,   f(e) = sv2 (2/pi) arcsin e + sa2 - kappa e,
 
     whose particular solution at e* is D l^(-1/2) with D = G / (delta* - 1/2),
-    G = sv2 e* sqrt(2/pi) / (kappa sqrt(sw2 kappa)). Leading order only (the fitted D is within ~10%).
+    G = sv2 e* nu / (kappa sqrt(sw2 kappa)). Leading order only (for the tanh FRN of THEORY.md section 6
+    a two-term fit over l in [1e4, 1e5] gives D = -3.39 against the predicted -3.17).
     """
     if laws.act not in KAPPA or laws.arch != "frn" or not laws.e_star:
         return 0.0
     sv2, sa2, sw2 = laws.params["sv2"], laws.params["sa2"], laws.params["sw2"]
     kappa = sv2 + sa2
-    g = sv2 * laws.e_star * math.sqrt(2.0 / math.pi) / (kappa * math.sqrt(sw2 * kappa))
+    g = sv2 * laws.e_star * NU[laws.act] / (kappa * math.sqrt(sw2 * kappa))
     return g / (laws.delta_star - 0.5)
 
 

@@ -219,3 +219,12 @@ def test_cli_laws_bad_input(argv, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err and "\n" not in err
+
+
+@pytest.mark.slow
+def test_erf_frn_shares_the_saturating_laws():
+    laws = asy.predict("frn", "erf", **TANH_FRN)
+    assert laws.A == pytest.approx(2 * (2 / math.pi) * 1.5 * 1.3 / math.sqrt(2.0))
+    m = asy.measure(trajectory(mf.Spec("frn", "erf", 10_000, **TANH_FRN)), laws)
+    assert m["A"]["value"] == pytest.approx(laws.A, rel=0.01)
+    assert m["delta_star_corrected"]["value"] == pytest.approx(laws.delta_star, rel=0.02)
