@@ -338,18 +338,21 @@ def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, s
 
 
 # ---------------------------------------------------------------------------------------- fitting
-def local_slope(l, y, *, scale: str = "log", ratio: float = 2.0):
-    """Secant slope of log y over [l / ratio, l] at every layer l with l / ratio >= 1.
+def local_slope(l, y=None, *, log_y=None, scale: str = "log", ratio: float = 2.0):
+    """Secant slope of log y over [l / ratio, l] at every layer l with l / ratio >= l[0].
 
     ``scale`` is the abscissa: ``"log"`` (d log y / d log l, a power law's exponent), ``"sqrt"``
     (d log y / d sqrt(l), the A of exp(A sqrt l)) or ``"linear"`` (d log y / d l, the log B of B^l).
-    ``l`` is increasing integer layers; ``y`` positive (non-positive values give NaN). Returns
-    ``(l_mid, slope)`` with l_mid the upper end of each secant.
+    ``l`` is increasing layers; give ``y`` (positive; other values give NaN) or, where y overflows,
+    ``log_y`` (e.g. ``log_p`` or log R). Returns ``(l_end, slope)``, l_end the upper end of each secant.
     """
     l = np.asarray(l, np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_y = np.where(np.asarray(y) > 0, np.log(np.asarray(y, np.float64)), np.nan)
-    return _secant(l, log_y, scale, ratio)
+    if (y is None) == (log_y is None):
+        raise ValueError("give exactly one of y and log_y")
+    if log_y is None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_y = np.where(np.asarray(y) > 0, np.log(np.asarray(y, np.float64)), np.nan)
+    return _secant(l, np.asarray(log_y, np.float64), scale, ratio)
 
 
 def _secant(l, log_y, scale, ratio):

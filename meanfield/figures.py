@@ -164,7 +164,8 @@ def _law_curves(net: Net, laws: asy.Laws, l, th):
     if net.family == "tanh":
         kappa = laws.p_prefactor
         out["p"] = (kappa * l, f"law p = (σv²+σa²) l = {kappa:g} l")
-        out["s"] = (2 * (1 - laws.e_star) * kappa * l, f"law s = 2(1−e*)(σv²+σa²) l = {2 * (1 - laws.e_star) * kappa:g} l")
+        s_coef = 2 * (1 - laws.e_star) * kappa
+        out["s"] = (s_coef * l, f"law s = 2(1−e*)(σv²+σa²) l = {s_coef:g} l")
         gap_L = abs(th.e[L] - laws.e_star)
         out["gap"] = (gap_L * (l / L) ** -laws.delta_star, f"law ∝ l^-{laws.delta_star:.3f} {anchored}")
         out["R"] = (np.exp(laws.A * (np.sqrt(l) - math.sqrt(L)) + th.log_R_of[L]),
@@ -362,7 +363,7 @@ def tanh_gradients_figure(settings: Settings = QUICK, out_dir: str = "figures") 
     mask.note(ax)
 
     log_R = t.log_chi[0] - t.log_chi
-    lm, slope = asy._secant(np.arange(L + 1.0), log_R, "sqrt", 2.0)
+    lm, slope = asy.local_slope(np.arange(L + 1.0), log_y=log_R, scale="sqrt")
     ok = lm >= 2
     ax2.plot(lm[ok], slope[ok], color="C0", label="theory: d log R / d√L over [L/2, L]", **THEORY_STYLE)
     with np.errstate(divide="ignore", invalid="ignore"):

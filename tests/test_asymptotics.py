@@ -157,6 +157,8 @@ def test_local_slope_recovers_exact_laws():
     assert x[0] == 2.0
     _, s = asy.local_slope(l, np.exp(1.3 * np.sqrt(l)), scale="sqrt")
     np.testing.assert_allclose(s, 1.3, rtol=1e-12)
+    _, s = asy.local_slope(l, log_y=0.4 * l, scale="linear")  # B^l with log B = 0.4, past overflow
+    np.testing.assert_allclose(s, 0.4, rtol=1e-12)
     value, drift = asy.tail_slope(np.arange(4097.0), np.log(np.maximum(np.arange(4097.0), 1)) * 2.5)
     assert value == pytest.approx(2.5) and drift < 1e-12
     with pytest.raises(ValueError, match="scale"):
