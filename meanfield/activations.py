@@ -257,13 +257,20 @@ _YB_SW = _YB_W / np.cosh(_YB) ** 2  # weights for sech^2 = 1 - tanh^2
 assert _YB.size == _N_INNER and _WA.size == _N_INNER
 
 
-def _tanh_outer(q, delta):
+# Outer panels: 16 keep 5e-10 up to q = 1e8; 10 keep 9e-10 up to q = _Q_SPLIT (the panels grow by a
+# ratio (38 sqrt q)^(1/P), and the error is set by that ratio). Sweeps spend most of their
+# two-dimensional evaluations below _Q_SPLIT, so they take the cheaper rule there.
+_Q_SPLIT = 1e4
+_OUTER_PANELS_SMALL_Q, _OUTER_PANELS = 10, 16
+
+
+def _tanh_outer(q, delta, n_panels=_OUTER_PANELS):
     """Outer nodes and inner-rule choice at c = 1 - delta (sigma from delta: no cancellation near c = 1)."""
     sq = jnp.sqrt(q)
     delta = jnp.clip(delta, 0.0, 2.0)
     c = 1.0 - delta
     sigma = sq * jnp.sqrt(delta * (2.0 - delta))
-    u, w = quad.half_normal_rule(1.0 / jnp.maximum(sq, 1e-300))
+    u, w = quad.half_normal_rule(1.0 / jnp.maximum(sq, 1e-300), n_panels=n_panels)
     x = sq[..., None] * u
     use_a = jnp.broadcast_to((sigma <= 1.0)[..., None], x.shape)
     sig = jnp.broadcast_to(sigma[..., None], x.shape)
@@ -271,9 +278,9 @@ def _tanh_outer(q, delta):
     return x, w, c[..., None] * x, sig, safe_sig, use_a
 
 
-def _tanh_W(q, c):
+def _tanh_W(q, c, n_panels=_OUTER_PANELS):
     """W(q, c q) = 2 int_0^inf tanh(x) E[tanh(y) | x] N(x; 0, q) dx (direct: accurate near c = 0)."""
-    x, w, m, sig, safe_sig, use_a = _tanh_outer(q, 1.0 - jnp.clip(c, -1.0, 1.0))
+    x, w, m, sig, safe_sig, use_a = _tanh_outer(q, 1.0 - jnp.clip(c, -1.0, 1.0), n_panels)
     a, mm, sg, ssg = use_a[..., None], m[..., None], sig[..., None], safe_sig[..., None]
     # rule A uses tanh(u) = 1 - 2 / (1 + exp(2u)); rule B the Gaussian factor: one exp either way
     ex = jnp.exp(jnp.minimum(jnp.where(a, 2.0 * (mm + sg * _WA), -0.5 * ((_YB - mm) / ssg) ** 2), 700.0))
@@ -282,7 +289,7 @@ def _tanh_W(q, c):
     return 2.0 * jnp.sum(w * jnp.tanh(x) * t, -1)
 
 
-def _tanh_half_sq_diff(q, delta):
+def _tanh_half_sq_diff(q, delta, n_panels=_OUTER_PANELS):
     """(1/2) E[(tanh x - tanh y)^2] at c = 1 - delta, without the cancellation of V - W near c = 1.
 
     Rule A forms D = tanh x - tanh y from E = exp(-2|.|) without subtracting nearly equal numbers:
@@ -292,7 +299,7 @@ def _tanh_half_sq_diff(q, delta):
     One exponential per node pair either way.
     """
     delta = jnp.clip(delta, 0.0, 2.0)
-    x, w, m, sig, safe_sig, use_a = _tanh_outer(q, delta)
+    x, w, m, sig, safe_sig, use_a = _tanh_outer(q, delta, n_panels)
     a, xx, mm, sg, ssg = use_a[..., None], x[..., None], m[..., None], sig[..., None], safe_sig[..., None]
     b = mm + sg * _WA
     ex = jnp.exp(jnp.where(a, -2.0 * jnp.abs(b), -0.5 * ((_YB - mm) / ssg) ** 2))
@@ -350,28 +357,32 @@ _BLOCK = 16  # points per block of the two-dimensional rule
 def _split_eval(q, delta, cheap, full):
     """``cheap`` everywhere, then ``full`` only where sigma < _SIGMA_SPLIT, in compacted blocks.
 
-    Grids mix both regimes (sigma grows with depth); evaluating the two-dimensional rule only on the
-    points that need it is what keeps deep tanh sweeps fast. Shapes broadcast; returns q's shape.
+    Grids mix the regimes (sigma grows with depth); evaluating the two-dimensional rule only on the
+    points that need it, with the outer panel count their q needs, is what keeps deep tanh sweeps fast.
+    ``full(q, delta, n_panels)``. Shapes broadcast; returns q's shape.
     """
     q, delta = jnp.broadcast_arrays(jnp.asarray(q, float), jnp.asarray(delta, float))
     shape = q.shape
     q, delta = q.ravel(), delta.ravel()
     out, sigma = cheap(q, delta)
     need = sigma < _SIGMA_SPLIT
+    small_q = q <= _Q_SPLIT
     n = q.size
     if n <= _BLOCK:
-        return jnp.where(need, full(q, delta), out).reshape(shape)
-    idx = jnp.nonzero(need, size=n, fill_value=0)[0]
-    count = jnp.sum(need)
+        vals = jnp.where(small_q, full(q, delta, _OUTER_PANELS_SMALL_Q), full(q, delta, _OUTER_PANELS))
+        return jnp.where(need, vals, out).reshape(shape)
+    for mask, n_panels in ((need & small_q, _OUTER_PANELS_SMALL_Q), (need & ~small_q, _OUTER_PANELS)):
+        idx = jnp.nonzero(mask, size=n, fill_value=0)[0]
+        count = jnp.sum(mask)
 
-    def block(i, out):
-        start = jnp.clip(i * _BLOCK, 0, n - _BLOCK)
-        pos = start + jnp.arange(_BLOCK)
-        sel = idx[pos]
-        vals = full(q[sel], delta[sel])
-        return out.at[sel].set(jnp.where(pos < count, vals, out[sel]))
+        def block(i, out, idx=idx, count=count, n_panels=n_panels):
+            start = jnp.clip(i * _BLOCK, 0, n - _BLOCK)
+            pos = start + jnp.arange(_BLOCK)
+            sel = idx[pos]
+            vals = full(q[sel], delta[sel], n_panels)
+            return out.at[sel].set(jnp.where(pos < count, vals, out[sel]))
 
-    out = jax.lax.fori_loop(0, (count + _BLOCK - 1) // _BLOCK, block, out)
+        out = jax.lax.fori_loop(0, (count + _BLOCK - 1) // _BLOCK, block, out)
     return out.reshape(shape)
 
 
@@ -382,7 +393,7 @@ def _tanh_W_split(q, c):
         rest, sigma = _tanh_large_sigma(q, delta)
         return 2.0 / jnp.pi * jnp.arcsin(1.0 - delta) + rest, sigma
 
-    return _split_eval(q, 1.0 - c, cheap, lambda q, delta: _tanh_W(q, 1.0 - delta))
+    return _split_eval(q, 1.0 - c, cheap, lambda q, delta, n_panels: _tanh_W(q, 1.0 - delta, n_panels))
 
 
 def _tanh_corr(log_q, c, alpha=1.0):
