@@ -544,6 +544,8 @@ def exponent_table(settings: Settings = QUICK, out_dir: str = "figures") -> str:
 
 _FINDINGS = """## Where the [D] laws and the trajectories disagree at finite depth
 
+(Numbers quoted here come from the quick and the `--full` builds; the table above is from this build.)
+
 All growth laws (p, A, log B, the alpha-ReLU gradient exponent) and the ReLU 1 − e law agree within
 their tolerances. The convergence exponent δ* of e does not, for two different reasons; in both cases the
 law is right as l → ∞ and the trajectory is right at finite l:
@@ -552,13 +554,15 @@ law is right as l → ∞ and the trajectory is right at finite l:
    l^(−3/2) to the difference equation of e, so e − e* = C l^(−δ*) + D l^(−1/2) with
    D = G / (δ* − 1/2), G = σv² e* √(2/π) / (κ √(σw² κ)), κ = σv² + σa². Since δ* < 1/2 for every
    variance (δ* → 1/2 as σa²/σv² grows), the l^(−1/2) term is of the same size over any feasible depth and
-   of opposite sign: the plain local slope at L = 10⁴ is 0.377 against δ* = 0.449 (0.396 at L = 10⁵).
-   Subtracting the predicted D l^(−1/2) gives 0.4456 (−0.7%). A two-term least-squares fit over
-   l ∈ [10⁴, 10⁵] finds D = −3.39 against the leading-order −3.17. THEORY.md's table gives only the
-   l^(−δ*) term; the tanh RRN is not affected (e* = 0, G = 0).
+   of opposite sign: for the tanh FRN above the plain local slope is 0.377 at L = 10⁴ and 0.396 at
+   L = 10⁵, against δ* = 0.449. Subtracting the predicted D l^(−1/2) gives 0.4456 (−0.7%) at L = 10⁴ and
+   0.4474 (−0.3%) at L = 10⁵. A two-term least-squares fit over l ∈ [10⁴, 10⁵] finds D = −3.39 against
+   the leading-order −3.17. THEORY.md's table gives only the l^(−δ*) term; the tanh RRN is not affected
+   (e* = 0, so G = 0).
 2. **α-ReLU FRN.** J_α is strongly curved next to e* (J_(α−1) is singular at c = 1 and e* is close to
    1), so the linearization that gives δ* = (1 − J_α'(e*))/(1 − α) holds only once |e − e*| ≪ 1 − e*.
-   At L = 10⁵, |e − e*| is 0.3–10 times 1 − e*, and the local slope (≈ 0.21–0.23 for all three α)
+   At L = 10⁵, |e − e*| is 0.3–10 times 1 − e*, and the local slope (≈ 0.21–0.23 for all three α;
+   0.18–0.22 at L = 10⁶)
    matches the slope of the leading-order nonlinear dynamics de/d log l = (J_α(e) − e)/(1 − α) at the
    same e (row "δ predicted by the leading-order e dynamics"), not δ*. Integrating that equation further
    brings its local slope within 2% of δ* only beyond l ≈ 10²⁰ (α = 0.6, 0.75) and l ≈ 10⁴⁰ (α = 0.9):
