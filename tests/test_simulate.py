@@ -168,7 +168,9 @@ def test_same_key_same_numbers_and_checkpointing_is_exact():
     full = _case("tanh_frn")
     again = networks(spec, width, samples, jax.random.key(7))
     assert spec.depth % 3 != 0  # checkpoints every 3 layers and a remainder segment of depth % 3 layers
-    ckpt = networks(spec, width, samples, jax.random.key(7), segment=3)
+    # ... and a memory budget that also splits the networks into chunks (lax.map with a remainder chunk)
+    ckpt = networks(spec, width, samples, jax.random.key(7), segment=3, memory_bytes=2 * 10**6)
+    assert 1 < plan("fast", "frn", width, spec.depth, 4, samples, 2 * 10**6, 3)[1] < samples
     assert plan("fast", "frn", width, spec.depth, 4, samples, 5 * 10**5)[0] < spec.depth  # chosen by budget
     for field in FIELDS:
         np.testing.assert_array_equal(getattr(full, field), getattr(again, field))
