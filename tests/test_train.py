@@ -409,8 +409,14 @@ def test_ridge_fit_recovers_sw2_L_const():
     X, L = np.meshgrid(sw2, depths)
     acc = np.exp(-np.log(X * L / 150.0) ** 2)
     r = heatmap.fit_ridge(X.ravel(), L.ravel(), acc.ravel())
-    assert r["fit_on"] == "interior" and r["n_fit"] == 5
-    assert abs(r["slope_b"] + 1) < 0.1 and 110 < r["C_sw2_L"] < 200
+    assert r["n_fit"] == 5 and r["n_edge"] == 5
+    assert abs(r["slope_b"] + 1) < 0.05 and 130 < r["C_sw2_L"] < 170
+    # the edge (accuracy halfway to chance) of exp(-u^2) lies at u = 0.77 above the peak
+    assert abs(r["edge_slope_b"] + 1) < 0.05 and 130 * 2.0 < r["edge_C_sw2_L"] < 170 * 2.4
+    # a flat row (no peak inside the grid) is not used for the fit
+    flat = heatmap.fit_ridge(np.array([0.1, 1.0, 2.0] * 2), np.array([10] * 3 + [20] * 3),
+                             np.array([0.9, 0.91, 0.9, 0.5, 0.9, 0.6]))
+    assert [p["resolved"] for p in flat["points"]] == [False, True] and flat["slope_b"] is None
 
 
 def _fake_sweep(directory, act, accuracy, sw2=(0.0, 0.5, 1.0, 1.5), depths=(10, 60, 200, 300)):

@@ -79,33 +79,69 @@ def cells(res: dict) -> dict:
     return out
 
 
-def fit_ridge(xs, depths, acc) -> dict:
-    """Ridge of accuracy over (sw2, L): at each depth the sw2 of best mean accuracy; fit
-    log sw2 = a + b log L over the depths whose best sw2 is inside the grid (not at its edge) when
-    at least three are, else over all depths. Also C = geometric mean of sw2 * L over the fitted
-    points (the constant of sw2 * L = C)."""
-    x_vals, l_vals = np.unique(xs), np.unique(depths)
+def _fit_loglog(points, key):
+    """log x = a + b log L by least squares over points with x > 0 at two or more depths.
+
+    Returns (b, standard error of b or None with fewer than three points, a, C = geometric mean of x L).
+    """
+    pts = [p for p in points if p[key] is not None and p[key] > 0]
+    if len({p["depth"] for p in pts}) < 2:
+        return None, None, None, None
+    logL = np.log([p["depth"] for p in pts])
+    logx = np.log([p[key] for p in pts])
+    (b, a), res = np.polyfit(logL, logx, 1, full=True)[:2]
+    se = None
+    if len(pts) > 2:
+        sigma2 = float(res[0]) / (len(pts) - 2) if len(res) else 0.0
+        se = float(np.sqrt(sigma2 / np.sum((logL - logL.mean()) ** 2)))
+    return float(b), se, float(a), float(np.exp(np.mean(logx + logL)))
+
+
+def fit_ridge(xs, depths, acc, *, band: float = 0.05, contrast: float = 0.05, chance: float = 0.1) -> dict:
+    """Ridge of accuracy over (sw2, L) and the edge where accuracy falls off above it.
+
+    For each depth (one row of the heatmap):
+
+    * ``sw2``: the ridge location, the accuracy-weighted centre (in log sw2) of the cells within
+      ``band`` of the row's best accuracy, weights acc - (best - band);
+    * ``resolved``: the row's best accuracy exceeds both ends of the row by at least ``contrast``,
+      i.e. the peak lies inside the grid (a flat row says nothing about where the ridge is), and
+      chance by at least 0.2 (a row where every network failed has no ridge);
+    * ``edge``: the first sw2 above the best cell where accuracy falls below the midpoint between the
+      best accuracy and chance (``chance``), log-interpolated between grid cells (None if it does not
+      fall inside the grid).
+
+    The ridge fit log sw2 = a + b log L uses the resolved rows; the edge fit, the rows with an edge.
+    ``C_sw2_L`` is the geometric mean of sw2 * L over the fitted points (the constant of sw2 L = C).
+    """
     points = []
-    for L in l_vals:
-        row = [(x, a) for x, d, a in zip(xs, depths, acc) if d == L and np.isfinite(a)]
-        if not row:
+    for L in np.unique(depths):
+        sel = (depths == L) & np.isfinite(acc) & (xs > 0)
+        if sel.sum() == 0:
             continue
-        best = max(a for _, a in row)
-        top = [x for x, a in row if a == best]
-        x_best = float(np.exp(np.mean(np.log(np.maximum(top, 1e-300)))))
-        interior = len(x_vals) > 2 and all(x_vals[0] < x < x_vals[-1] for x in top)
-        points.append({"depth": int(L), "sw2": x_best, "acc": float(best), "interior": bool(interior)})
-    usable = [p for p in points if p["sw2"] > 0]
-    inner = [p for p in usable if p["interior"]]
-    fit_on = inner if len(inner) >= 3 else usable
-    out = {"points": points, "fit_on": "interior" if fit_on is inner else "all", "n_fit": len(fit_on),
-           "slope_b": None, "intercept_a": None, "C_sw2_L": None}
-    if len({p["depth"] for p in fit_on}) >= 2:
-        logL = np.log([p["depth"] for p in fit_on])
-        logx = np.log([p["sw2"] for p in fit_on])
-        b, a = np.polyfit(logL, logx, 1)
-        out.update(slope_b=float(b), intercept_a=float(a), C_sw2_L=float(np.exp(np.mean(logx + logL))))
-    return out
+        order = np.argsort(xs[sel])
+        x, a = xs[sel][order], acc[sel][order]
+        best = int(np.argmax(a))
+        peak = a[best]
+        w = np.maximum(a - (peak - band), 0.0)
+        centre = float(np.exp(np.sum(w * np.log(x)) / np.sum(w)))
+        trained = peak >= chance + 0.2
+        resolved = trained and len(x) >= 3 and peak - a[0] >= contrast and peak - a[-1] >= contrast
+        level = 0.5 * (peak + chance)
+        edge = None
+        for j in range(best + 1, len(x) if trained else 0):
+            if a[j] < level:
+                t = (a[j - 1] - level) / (a[j - 1] - a[j])
+                edge = float(np.exp(np.log(x[j - 1]) + t * (np.log(x[j]) - np.log(x[j - 1]))))
+                break
+        points.append({"depth": int(L), "sw2": centre, "argmax": float(x[best]), "acc": float(peak),
+                       "resolved": bool(resolved), "edge": edge})
+    b, b_se, a, c = _fit_loglog([p for p in points if p["resolved"]], "sw2")
+    eb, eb_se, ea, ec = _fit_loglog(points, "edge")
+    return {"points": points, "n_fit": sum(p["resolved"] for p in points),
+            "slope_b": b, "slope_se": b_se, "intercept_a": a, "C_sw2_L": c,
+            "n_edge": sum(p["edge"] is not None for p in points),
+            "edge_slope_b": eb, "edge_slope_se": eb_se, "edge_intercept_a": ea, "edge_C_sw2_L": ec}
 
 
 def _edges(values: np.ndarray) -> np.ndarray:
@@ -162,26 +198,26 @@ def _panel(ax, fig, table, mask, x_axis, y_axis, ctx, facet_values, note):
     if ctx["act"] == "tanh" and x_axis == "sw2" and y_axis == "depth":
         ridge = fit_ridge(t["sw2"], t["depth"], t["test_acc"])
         pts = ridge["points"]
-        inner = [p for p in pts if p["interior"]]
-        edge = [p for p in pts if not p["interior"]]
-        if inner:
-            ax.plot([p["sw2"] for p in inner], [p["depth"] for p in inner], "o", mfc="white", mec="black", ms=6)
-        if edge:
-            ax.plot([p["sw2"] for p in edge], [p["depth"] for p in edge], "o", mfc="none", mec="white", ms=6)
-        handles.append(ax.plot([], [], "o", mfc="white", mec="black", label="best sw2 per depth "
-                               "(hollow: at grid edge)")[0])
-        if ridge["slope_b"] is not None:
-            L = np.linspace(ye[0], ye[-1], 200)
-            L = L[L > 0]
-            x_fit = np.exp(ridge["intercept_a"]) * L ** ridge["slope_b"]
+        for resolved, style in ((True, dict(mfc="white", mec="black")), (False, dict(mfc="none", mec="white"))):
+            sel = [p for p in pts if p["resolved"] == resolved]
+            if sel:
+                ax.plot([p["sw2"] for p in sel], [p["depth"] for p in sel], "o", ms=6, **style)
+        handles.append(ax.plot([], [], "o", mfc="white", mec="black",
+                               label="ridge: best-accuracy centre per depth (hollow: peak not inside grid)")[0])
+        edges = [p for p in pts if p["edge"] is not None]
+        if edges:
+            ax.plot([p["edge"] for p in edges], [p["depth"] for p in edges], "v", color="orange", ms=6)
+            handles.append(ax.plot([], [], "v", color="orange", label="edge: accuracy falls halfway to chance")[0])
+        L = np.linspace(max(ye[0], 1.0), ye[-1], 200)
+        for key, color, style, what in (("", "white", "--", "ridge"), ("edge_", "orange", "--", "edge")):
+            if ridge[key + "slope_b"] is None:
+                continue
+            x_fit = np.exp(ridge[key + "intercept_a"]) * L ** ridge[key + "slope_b"]
             keep = (x_fit >= xe[0]) & (x_fit <= xe[-1])
-            ax.plot(x_fit[keep], L[keep], "w--", lw=1.5)
-            handles.append(ax.plot([], [], "w--", label=f"ridge fit sw2 ~ L^{ridge['slope_b']:.2f}")[0])
-            x_c = ridge["C_sw2_L"] / L
-            keep = (x_c >= xe[0]) & (x_c <= xe[-1])
-            ax.plot(x_c[keep], L[keep], ":", color="orange", lw=1.5)
-            handles.append(ax.plot([], [], ":", color="orange",
-                                   label=f"sw2 L = {ridge['C_sw2_L']:.0f}")[0])
+            ax.plot(x_fit[keep], L[keep], style, color=color, lw=1.5)
+            handles.append(ax.plot([], [], style, color=color,
+                                   label=f"{what} fit sw2 ~ L^{ridge[key + 'slope_b']:.2f} "
+                                         f"(sw2 L ~ {ridge[key + 'C_sw2_L']:.0f})")[0])
     if x_axis == "sw2":
         for value, name, style in ((HE_SW2, "He", "-."), (XAVIER_SW2, "Xavier", "--")):
             if xe[0] <= value <= xe[-1]:
@@ -223,7 +259,7 @@ def _predictor_overlay(ax, ctx, x_axis, y_axis, xe, ye, facet_values, handles):
     if values.count() >= 4 and np.ptp(values.compressed()) > 0:
         cs = ax.contour(xf, yf, values, levels=8, colors="white", linewidths=0.9)
         ax.clabel(cs, fmt="%.3g", fontsize=7)
-        handles.append(ax.plot([], [], "-", color="white", label=f"theory: {LABELS[name]}")[0])
+        handles.append(ax.plot([], [], "-", color="0.4", label=f"theory (white contours): {LABELS[name]}")[0])
     if np.ma.count_masked(values):
         ax.contourf(xf, yf, np.ma.getmaskarray(values).astype(float), levels=[0.5, 1.5], colors="none",
                     hatches=["////"])
@@ -232,6 +268,22 @@ def _predictor_overlay(ax, ctx, x_axis, y_axis, xe, ye, facet_values, handles):
     if log_p.count() and log_p.min() < LOG_F32_MAX < log_p.max():
         ax.contour(xf, yf, log_p, levels=[LOG_F32_MAX], colors="red", linewidths=1.8, linestyles="--")
         handles.append(ax.plot([], [], "--", color="red", label="float32 overflow: log p^(L) = 88.72")[0])
+
+
+def _edge_predictor(ridge: dict, ctx: dict, facet: dict | None):
+    """Median theory predictor at the edge points (where accuracy falls halfway to chance): the level
+    of the theory's contour that the fall-off follows. None without edge points or a facet."""
+    pts = [p for p in ridge["points"] if p["edge"] is not None]
+    if not pts or facet is None:
+        return None
+    points = {a: np.full(len(pts), facet.get(a, np.nan)) for a in VALUE_AXES}
+    points["sw2"] = np.array([p["edge"] for p in pts])
+    th = theory_at(ctx["arch"], ctx["act"], points, max(p["depth"] for p in pts), ctx["p0"], ctx["gamma0"])
+    vals = th[ctx["predictor"]][np.arange(len(pts)), [p["depth"] for p in pts]]
+    for p, v in zip(pts, vals):
+        p["edge_" + ctx["predictor"]] = float(v)
+    vals = vals[np.isfinite(vals)]
+    return float(np.median(vals)) if len(vals) else None
 
 
 def _save(fig, path: str) -> None:
@@ -320,6 +372,7 @@ def analyze_sweep(out_dir: str, figures_dir: str | None = None, prefix: str | No
                 handles.setdefault(h.get_label(), h)
             if ridge is not None:
                 ridge["facet"] = note
+                ridge["edge_predictor"] = _edge_predictor(ridge, ctx, facet)
                 ridges.append(ridge)
         if paired:
             for ax in axes[:len(panels)]:
@@ -422,10 +475,18 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append(f"  {summary['n_predictor_nonfinite']} cells have a NaN/inf predictor (left out)")
     for r in summary["ridges"]:
         where = f" [{r['facet']}]" if r.get("facet") else ""
+        pm = lambda se: "" if se is None else f" +- {se:.2f}"  # noqa: E731
         if r["slope_b"] is None:
-            lines.append(f"ridge{where}: too few depths to fit")
+            lines.append(f"ridge{where}: fewer than two depths with a peak inside the grid; no fit")
         else:
-            lines.append(f"ridge{where}: log sw2 = a + b log L with b = {r['slope_b']:.3f} "
-                         f"(theory: -1), fitted on {r['n_fit']} depths ({r['fit_on']} argmax); "
+            lines.append(f"ridge{where}: log sw2 = a + b log L with b = {r['slope_b']:.3f}{pm(r['slope_se'])} "
+                         f"(theory: -1), on {r['n_fit']} depths with a peak inside the grid; "
                          f"sw2 * L ~ {r['C_sw2_L']:.0f}")
+        if r["edge_slope_b"] is not None:
+            lines.append(f"edge{where}: accuracy falls off above log sw2 = a + b log L with "
+                         f"b = {r['edge_slope_b']:.3f}{pm(r['edge_slope_se'])}, on {r['n_edge']} depths; "
+                         f"sw2 * L ~ {r['edge_C_sw2_L']:.0f}")
+        if r.get("edge_predictor") is not None:
+            lines.append(f"edge{where}: median theory {LABELS[summary['predictor']]} along it = "
+                         f"{r['edge_predictor']:.2f}")
     return lines
