@@ -432,8 +432,11 @@ def phase_diagram_figure(settings: Settings = QUICK, out_dir: str = "figures") -
         d = asy.ff_depth_scales("tanh", s, sb_demo)
         t = trajectory(Spec("ff", "tanh", L_ff, sw2=s, sb2=sb_demo, p0=1.0, gamma0=0.5)).to_numpy()
         l = np.arange(1, L_ff + 1)
-        lam, q = t.lam[1:], t.q[1:]
-        gap = np.abs(lam / q - d["c_star"])
+        if d["c_star"] == 1.0:
+            # 1 - c^(l) = sw2 s^(l-1) / (2 q^(l)): no cancellation, unlike 1 - lambda / q
+            gap = s * t.s[:-1] / (2.0 * t.q[1:])
+        else:
+            gap = np.abs(t.lam[1:] / t.q[1:] - d["c_star"])
         axb.plot(l, mb(gap), color=c, label=f"σw² = {s:.3g}: χ₁ = {d['chi_1']:.3f}, c* = {d['c_star']:.3g}",
                  **THEORY_STYLE)
         shown_b.append(gap[np.isfinite(gap) & (gap > 0)])
@@ -471,7 +474,9 @@ def phase_diagram_figure(settings: Settings = QUICK, out_dir: str = "figures") -
     axc.set_title(f"(c) tanh FRN (σv²={TANH_FRN['sv2']:g}, σa²={TANH_FRN['sa2']:g}), same σw², σb²: "
                   "polynomial", fontsize=10)
     axc.grid(True, alpha=0.3)
-    axc.legend(fontsize=7, loc="lower left")
+    lo, hi = axc.get_ylim()
+    axc.set_ylim(lo, hi * 30)  # headroom for the legend above the curves
+    axc.legend(fontsize=7, loc="upper right")
     mc.note(axc)
     fig.suptitle("Feedforward phase diagram vs residual laws: lines theory (mean field), dashed laws; "
                  "inputs p0 = 1, γ0 = 0.5", fontsize=10)
