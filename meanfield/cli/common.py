@@ -20,8 +20,12 @@ def die(message: str) -> None:
     raise SystemExit(2)
 
 
-def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("table", "json", "csv")) -> None:
-    """The network flags of ``meanfield theory`` (and of every subcommand that takes one network)."""
+def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("table", "json", "csv"),
+                  depth_help: str | None = "number of layers L >= 1") -> None:
+    """The network flags of ``meanfield theory`` (and of every subcommand that takes one network).
+
+    ``depth_help=None`` leaves --depth out, for a subcommand that defines its own.
+    """
     parser.add_argument("--arch", required=True, choices=archs, help="network architecture")
     parser.add_argument("--act", required=True, choices=sorted(BUILTIN), help="activation")
     parser.add_argument("--alpha", type=float, default=1.0, help="alpha-ReLU exponent in (1/2, 1] (default 1)")
@@ -30,7 +34,8 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
         kw = {"required": True} if default is None else {"default": default}
         parser.add_argument(f"--{name}", type=float, help=f"{what}, >= 0"
                             + ("" if default is None else f" (default {default})"), **kw)
-    parser.add_argument("--depth", type=int, required=True, help="number of layers L >= 1")
+    if depth_help is not None:
+        parser.add_argument("--depth", type=int, required=True, help=depth_help)
     parser.add_argument("--p0", type=float, default=1.0, help="input squared length |x0|^2/N > 0 (default 1)")
     parser.add_argument("--gamma0", type=float, default=0.5,
                         help="input inner product x0.x0'/N, |gamma0| <= p0 (default 0.5)")

@@ -6,9 +6,8 @@ import json
 import math
 import sys
 
-from ..activations import BUILTIN
-from ..spec import ARCHS, Spec
-from .common import die
+from ..spec import Spec
+from .common import add_spec_args, die
 
 #: Keys always present in the output (null where a law does not apply), in this order.
 KEYS = ("e_star", "delta_star", "p_exponent", "log_B", "A", "R_exponent")
@@ -25,23 +24,12 @@ def register(sub) -> None:
                     "--depth L, also the values read off the theory trajectory of depth L over its last "
                     "octave, each with its drift from the octave before. For rrn and ff, --sv2 and --sa2 "
                     "are ignored.")
-    parser.add_argument("--arch", required=True, choices=ARCHS, help="network architecture")
-    parser.add_argument("--act", required=True, choices=sorted(BUILTIN), help="activation")
-    parser.add_argument("--alpha", type=float, default=1.0, help="alpha-ReLU exponent in (1/2, 1] (default 1)")
-    for name, default, what in (("sw2", None, "sigma_w^2"), ("sv2", 1.0, "sigma_v^2 (frn only)"),
-                                ("sb2", 0.0, "sigma_b^2"), ("sa2", 0.0, "sigma_a^2 (frn only)")):
-        kw = {"required": True} if default is None else {"default": default}
-        parser.add_argument(f"--{name}", type=float, help=f"{what}, >= 0"
-                            + ("" if default is None else f" (default {default})"), **kw)
+    add_spec_args(parser, formats=("table", "json"), depth_help=None)
     parser.add_argument("--measure", action="store_true",
                         help="also measure the laws on the theory trajectory of depth --depth")
     parser.add_argument("--depth", type=int, default=None,
                         help="depth L >= 8 of the measured trajectory (required with --measure; tanh 1e4 "
                              "takes seconds, ReLU and alpha-ReLU 1e5 about as long)")
-    parser.add_argument("--p0", type=float, default=1.0, help="input squared length |x0|^2/N > 0 (default 1)")
-    parser.add_argument("--gamma0", type=float, default=0.5,
-                        help="input inner product x0.x0'/N, |gamma0| <= p0 (default 0.5)")
-    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     parser.set_defaults(func=run)
 
 
