@@ -11,12 +11,11 @@ jax.config.update("jax_enable_x64", True)
 
 from .activations import Activation, alpha_relu, custom, erf_act, get_activation, relu, tanh  # noqa: E402
 from .spec import Hyper, Spec  # noqa: E402
-from . import theory  # noqa: E402
-from . import simulate  # noqa: E402
 from .trajectory import FIELDS, Trajectory  # noqa: E402
+from . import asymptotics, simulate, theory  # noqa: E402
 
 __all__ = [
     "Activation", "alpha_relu", "custom", "erf_act", "get_activation", "relu", "tanh",
-    "Hyper", "Spec", "FIELDS", "Trajectory", "theory",
+    "Hyper", "Spec", "FIELDS", "Trajectory", "asymptotics", "simulate", "theory",
 ]
 __version__ = "0.1.0"
