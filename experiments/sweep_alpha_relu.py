@@ -8,10 +8,16 @@ depend on the variances, so the predictor is the metric expressivity log s^(L). 
     python experiments/sweep_alpha_relu.py --full     # paper scale (GPU)
 
 Quick setting: width 64, 3000 training / 2000 test examples, 3 epochs of SGD (momentum 0.9), batch
-64, lr 0.004 (the tanh sweep's), 7 alphas x 6 depths, one seed.
+64, lr 1e-4, 7 alphas x 6 depths, one seed.
+
+The learning rate is 40x smaller than the tanh sweep's: the readout's curvature grows like
+N p^(L), and p^(L) grows exponentially (ReLU) or polynomially (alpha-ReLU) with depth, so at lr 0.004
+every network deeper than ~25 layers diverges in its first epoch. At 1e-4 the divergence boundary
+follows log p^(L) ~ 10, still far below the float32 overflow line (log p^(L) = 88.72).
 
 The script only builds the arguments of ``meanfield train`` (the same code path as the command);
-extra arguments are passed through (e.g. ``--resume``, ``--seeds 3``). Figures are also copied into
+extra arguments are passed through (e.g. ``--resume``, ``--seeds 3``). On a CPU the grid is sharded
+over one XLA device per core (``--host-devices N`` to choose). Figures are also copied into
 ``figures/`` as ``mnist_alpha_relu_<setting>_*.png``.
 """
 
@@ -20,15 +26,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+def use_host_devices(n: int) -> None:
+    """Split the CPU into n XLA devices, over which each group of networks is sharded and trained in
+    parallel (1.7x faster on two cores, same results). Takes effect only before JAX starts; GPUs are
+    not affected."""
+    if n > 1 and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}"
 
-from meanfield.cli import main as meanfield_main
 
 FIGURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "figures")
 BASE = ["--arch", "frn", "--act", "alpha_relu", "--sw2", "1", "--sv2", "1", "--sa2", "0.5", "--sb2", "0.5"]
 SETTINGS = {
-    "quick": ["--alpha", "0.55:1:7", "--depth", "10,25,50,100,200,300", "--quick", "--lr", "0.004"],
+    "quick": ["--alpha", "0.55:1:7", "--depth", "10,25,50,100,200,300", "--quick", "--lr", "0.0001"],
     "full": ["--alpha", "0.55:1:10", "--depth", "10:300:30", "--width", "256", "--epochs", "30", "--batch", "128",
-             "--lr", "0.004", "--seeds", "3"],
+             "--lr", "0.0001", "--seeds", "3"],
 }
 
 
@@ -36,7 +47,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="paper-scale setting (GPU)")
     parser.add_argument("--out", help="output directory (default runs/mnist_alpha_relu_<setting>)")
+    parser.add_argument("--host-devices", type=int, default=os.cpu_count() or 1,
+                        help="XLA CPU devices to shard over (default: one per core)")
     args, extra = parser.parse_known_args(argv)
+    use_host_devices(args.host_devices)
+    from meanfield.cli import main as meanfield_main
+
     setting = "full" if args.full else "quick"
     out = args.out or os.path.join("runs", f"mnist_alpha_relu_{setting}")
     argv = ["train", *BASE, *SETTINGS[setting], "--out", out, "--figures", FIGURES, *extra]

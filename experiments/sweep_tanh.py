@@ -9,8 +9,9 @@ Predictor: log R = log(chi^(0) / chi^(L)); the ridge fit log sw2 = a + b log L i
     python experiments/sweep_tanh.py --variant      # sa2 / sv2 varied, sv2^2 / (sv2 + sa2) fixed
 
 Quick setting: width 64, 3000 training / 2000 test examples, 3 epochs of SGD (momentum 0.9) with
-batch 64 and lr 0.004, a 9 x 9 grid, one seed; the depths are denser where the ridge lies inside
-sw2 in [0.1, 2] (sw2 L ~ 150 puts it there for L >~ 75). The learning rate sets where gradient
+batch 64 and lr 0.004, a 9 x 9 grid, two seeds (failures near the edges are all-or-nothing, so a
+single seed gives a ragged map); the depths are denser where the ridge lies inside sw2 in [0.1, 2]
+(sw2 L ~ 150 puts it there for L >~ 75). The learning rate sets where gradient
 explosion breaks training: with these sizes the fall-off lies near sw2 L ~ 250 at lr 0.004-0.005,
 moves to sw2 L < 50 at lr 0.01 and beyond 300 at lr 0.003.
 The variant keeps A = (4/3) sqrt(2/pi) sv2 sigma_w / sqrt(sv2 + sa2) of the law R = exp(A sqrt L)
@@ -18,7 +19,8 @@ fixed (sv2^2 / (sv2 + sa2) = 1.125, as for sv2 = 1.5, sa2 = 0.5) while sa2 / sv2
 0, 1/3, 1, 2: the theory predicts the same ridge in every panel.
 
 The script only builds the arguments of ``meanfield train`` (the same code path as the command);
-extra arguments are passed through (e.g. ``--resume``, ``--seeds 3``). Figures are also copied into
+extra arguments are passed through (e.g. ``--resume``, ``--seeds 3``). On a CPU the grid is sharded
+over one XLA device per core (``--host-devices N`` to choose). Figures are also copied into
 ``figures/`` as ``mnist_tanh_<setting>_*.png``.
 """
 
@@ -27,16 +29,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+def use_host_devices(n: int) -> None:
+    """Split the CPU into n XLA devices, over which each group of networks is sharded and trained in
+    parallel (1.7x faster on two cores, same results). Takes effect only before JAX starts; GPUs are
+    not affected."""
+    if n > 1 and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}"
 
-from meanfield.cli import main as meanfield_main
 
 FIGURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "figures")
 BASE = ["--arch", "frn", "--act", "tanh", "--sb2", "0.5"]
 # sv2 / sa2 pairs with sv2^2 / (sv2 + sa2) = 1.125 and sa2 / sv2 = 0, 1/3, 1, 2
 VARIANT = ["--sv2", "1.125,1.5,2.25,3.375", "--sa2", "0,0.5,2.25,6.75", "--zip", "sv2,sa2"]
 SETTINGS = {
-    "quick": ["--sw2", "0.1:2:9", "--sv2", "1.5", "--sa2", "0.5", "--depth", "10,30,60,100,130,160,200,250,300",
-              "--quick", "--lr", "0.004"],
+    "quick": ["--sw2", "0.1:2:9", "--sv2", "1.5", "--sa2", "0.5", "--depth", "10,30,60,100,140,170,200,250,300",
+              "--quick", "--lr", "0.004", "--seeds", "2"],
     "full": ["--sw2", "0.1:2:20", "--sv2", "1.5", "--sa2", "0.5", "--depth", "10:300:30", "--width", "256",
              "--epochs", "30", "--batch", "128", "--lr", "0.004", "--seeds", "3"],
     "variant_quick": ["--sw2", "0.1:2:6", *VARIANT, "--depth", "50,100,200,300", "--quick", "--lr", "0.004"],
@@ -50,7 +57,12 @@ def main(argv=None) -> int:
     parser.add_argument("--full", action="store_true", help="paper-scale setting (GPU)")
     parser.add_argument("--variant", action="store_true", help="vary sa2/sv2 at fixed sv2^2/(sv2+sa2)")
     parser.add_argument("--out", help="output directory (default runs/mnist_tanh_<setting>)")
+    parser.add_argument("--host-devices", type=int, default=os.cpu_count() or 1,
+                        help="XLA CPU devices to shard over (default: one per core)")
     args, extra = parser.parse_known_args(argv)
+    use_host_devices(args.host_devices)
+    from meanfield.cli import main as meanfield_main
+
     setting = ("variant_" if args.variant else "") + ("full" if args.full else "quick")
     out = args.out or os.path.join("runs", f"mnist_tanh_{setting}")
     argv = ["train", *BASE, *SETTINGS[setting], "--out", out, "--figures", FIGURES, *extra]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 import shutil
 
@@ -209,15 +208,19 @@ def _panel(ax, fig, table, mask, x_axis, y_axis, ctx, facet_values, note):
             ax.plot([p["edge"] for p in edges], [p["depth"] for p in edges], "v", color="orange", ms=6)
             handles.append(ax.plot([], [], "v", color="orange", label="edge: accuracy falls halfway to chance")[0])
         L = np.linspace(max(ye[0], 1.0), ye[-1], 200)
-        for key, color, style, what in (("", "white", "--", "ridge"), ("edge_", "orange", "--", "edge")):
+        fits = []
+        for key, color, what in (("", "white", "ridge"), ("edge_", "orange", "edge")):
             if ridge[key + "slope_b"] is None:
                 continue
             x_fit = np.exp(ridge[key + "intercept_a"]) * L ** ridge[key + "slope_b"]
             keep = (x_fit >= xe[0]) & (x_fit <= xe[-1])
-            ax.plot(x_fit[keep], L[keep], style, color=color, lw=1.5)
-            handles.append(ax.plot([], [], style, color=color,
-                                   label=f"{what} fit sw2 ~ L^{ridge[key + 'slope_b']:.2f} "
-                                         f"(sw2 L ~ {ridge[key + 'C_sw2_L']:.0f})")[0])
+            ax.plot(x_fit[keep], L[keep], "--", color=color, lw=1.5)
+            handles.append(ax.plot([], [], "--", color=color, label=f"{what} fit log sw2 = a + b log L")[0])
+            se = ridge[key + "slope_se"]
+            fits.append(f"{what}: b = {ridge[key + 'slope_b']:.2f}" + ("" if se is None else f" +- {se:.2f}")
+                        + f", sw2 L ~ {ridge[key + 'C_sw2_L']:.0f}")
+        if fits:
+            note = note + "\n" + "; ".join(fits)
     if x_axis == "sw2":
         for value, name, style in ((HE_SW2, "He", "-."), (XAVIER_SW2, "Xavier", "--")):
             if xe[0] <= value <= xe[-1]:
@@ -231,6 +234,16 @@ def _panel(ax, fig, table, mask, x_axis, y_axis, ctx, facet_values, note):
     ax.set_ylabel(AXIS_LABELS[y_axis])
     ax.set_title(note, fontsize=9)
     return ridge, handles
+
+
+def _levels(values: np.ndarray) -> np.ndarray:
+    """Contour levels at spread-out quantiles of the predictor over the panel, rounded to two significant
+    digits (predictors such as log s^(L) of a ReLU grid span orders of magnitude unevenly)."""
+    q = np.nanpercentile(values, [5, 20, 35, 50, 65, 80, 95])
+    digits = 1 - np.floor(np.log10(np.maximum(np.abs(q), 1e-12))).astype(int)
+    levels = np.unique([round(float(v), int(d)) for v, d in zip(q, digits)])
+    inside = levels[(levels > values.min()) & (levels < values.max())]
+    return inside if len(inside) else np.linspace(values.min(), values.max(), 5)[1:-1]
 
 
 def _predictor_overlay(ax, ctx, x_axis, y_axis, xe, ye, facet_values, handles):
@@ -257,7 +270,7 @@ def _predictor_overlay(ax, ctx, x_axis, y_axis, xe, ye, facet_values, handles):
         pred = {k: v[:, depth].reshape(X.shape) for k, v in th.items()}
     values = np.ma.masked_invalid(pred[name])
     if values.count() >= 4 and np.ptp(values.compressed()) > 0:
-        cs = ax.contour(xf, yf, values, levels=8, colors="white", linewidths=0.9)
+        cs = ax.contour(xf, yf, values, levels=_levels(values.compressed()), colors="white", linewidths=0.9)
         ax.clabel(cs, fmt="%.3g", fontsize=7)
         handles.append(ax.plot([], [], "-", color="0.4", label=f"theory (white contours): {LABELS[name]}")[0])
     if np.ma.count_masked(values):
@@ -333,7 +346,7 @@ def analyze_sweep(out_dir: str, figures_dir: str | None = None, prefix: str | No
         panels = [None] if averaged else combos
         ncol = min(3, len(panels))
         nrow = -(-len(panels) // ncol)
-        fig = Figure(figsize=(6.2 * ncol, 4.8 * nrow))
+        fig = Figure(figsize=(6.2 * ncol, 5.0 * nrow), layout="constrained")
         axes = fig.subplots(nrow, ncol, squeeze=False).ravel()
         for ax in axes[len(panels):]:
             ax.set_visible(False)
@@ -380,8 +393,8 @@ def analyze_sweep(out_dir: str, figures_dir: str | None = None, prefix: str | No
                     if len(group) > 1:
                         label = f"{AXIS_LABELS[a]} (paired with {', '.join(group[1:])})"
                         (ax.set_xlabel if a == x_axis else ax.set_ylabel)(label)
-        fig.legend(handles=list(handles.values()), loc="lower center", ncol=min(3, len(handles)) or 1,
-                   fontsize=8, frameon=True, bbox_to_anchor=(0.5, -0.02 - 0.035 * math.ceil(len(handles) / 3)))
+        fig.legend(handles=list(handles.values()), loc="upper center", ncol=min(3, len(handles)) or 1,
+                   fontsize=8, frameon=True, bbox_to_anchor=(0.5, 0.0))
         fig.suptitle(f"MNIST, {ctx['arch'].upper()} {ctx['act']}, width {eff['train']['width']}, "
                      f"{eff['train']['epochs']} epochs, {config['n_train']} training examples")
         path = os.path.join(out_dir, f"heatmap_{x_axis}_{y_axis}.png")
@@ -397,6 +410,10 @@ def analyze_sweep(out_dir: str, figures_dir: str | None = None, prefix: str | No
     if use.sum() >= 3 and np.ptp(pred[use]) > 0 and np.ptp(acc[use]) > 0:
         r = stats.spearmanr(pred[use], acc[use])
         rho, p_value = float(r.statistic), float(r.pvalue)
+    ok = use & (table["n_diverged"] == 0)
+    rho_trained = None
+    if (table["n_diverged"] > 0).any() and ok.sum() >= 3 and np.ptp(pred[ok]) > 0 and np.ptp(acc[ok]) > 0:
+        rho_trained = float(stats.spearmanr(pred[ok], acc[ok]).statistic)
     below = use & ~overflow
     rho_below = None
     if overflow.any() and below.sum() >= 3 and np.ptp(pred[below]) > 0 and np.ptp(acc[below]) > 0:
@@ -417,6 +434,8 @@ def analyze_sweep(out_dir: str, figures_dir: str | None = None, prefix: str | No
         f"Spearman rho undefined ({int(use.sum())} usable cells)"
     if rho_below is not None:
         title += f"\nrho below the overflow line = {rho_below:.3f}"
+    if rho_trained is not None:
+        title += f"\nrho over cells without diverged networks = {rho_trained:.3f}"
     if (~finite).any():
         title += f"\n{int((~finite).sum())} cells with NaN/inf predictor left out"
     ax.set_title(title, fontsize=9)
@@ -428,6 +447,7 @@ def analyze_sweep(out_dir: str, figures_dir: str | None = None, prefix: str | No
         "arch": ctx["arch"], "act": ctx["act"], "predictor": name, "n_cells": int(len(acc)),
         "n_predictor_nonfinite": int((~finite).sum()),
         "spearman_rho": rho, "spearman_p": p_value, "spearman_rho_below_overflow": rho_below,
+        "spearman_rho_not_diverged": rho_trained, "n_cells_diverged": int((table["n_diverged"] > 0).sum()),
         "n_overflow_cells": int(overflow.sum()), "ridges": ridges,
         "input_stats": config["input_stats"], "figures": [os.path.basename(p) for p in written],
     }
@@ -469,6 +489,9 @@ def summary_lines(summary: dict) -> list[str]:
                      f"{summary['n_cells'] - summary['n_predictor_nonfinite']} cells)")
     else:
         lines.append(f"Spearman rank correlation with {label}: undefined (too few distinct cells)")
+    if summary.get("spearman_rho_not_diverged") is not None:
+        lines.append(f"  over the {summary['n_cells'] - summary['n_cells_diverged']} cells without a diverged "
+                     f"network: rho = {summary['spearman_rho_not_diverged']:.3f}")
     if summary["spearman_rho_below_overflow"] is not None:
         lines.append(f"  below the float32 overflow line: rho = {summary['spearman_rho_below_overflow']:.3f}")
     if summary["n_predictor_nonfinite"]:

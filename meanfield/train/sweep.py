@@ -283,7 +283,8 @@ def _fmt(value) -> str:
 
 
 def prepare(cfg: SweepConfig, out_dir: str, *, resume: bool = False) -> set:
-    """Validate, check the output directory, write ``config.json``; return finished network keys."""
+    """Validate the sweep and check the output directory (refusing to overwrite results, or to resume
+    a different configuration); return the keys of the networks already finished."""
     validate(cfg)
     config_path = os.path.join(out_dir, "config.json")
     results_path = os.path.join(out_dir, "results.csv")

@@ -264,16 +264,16 @@ def train_grid(var: Variances, seeds, data: MNIST, *, arch: str, act: Activation
 
 
 def train_sequential(var: Variances, seeds, data: MNIST, **kwargs) -> tuple[GridResult, float]:
-    """The same networks trained one after another (the baseline of ``experiments/bench_train.py``).
+    """The same networks trained one after another, each as a grid of one (the baseline of
+    ``experiments/bench_train.py``). Keyword arguments are those of :func:`train_grid`.
 
-    Returns the stacked results and the wall time in seconds (compilation excluded: one network is
-    trained first to warm the cache).
+    Returns the stacked results and the wall time in seconds (compilation included, unless the
+    caller has trained one such network before).
     """
     seeds = np.asarray(seeds, dtype=np.int64).ravel()
     var_np = Variances(*(np.broadcast_to(np.asarray(v, np.float32), seeds.shape) for v in var))
-    one = lambda i: train_grid(Variances(*(v[i:i + 1] for v in var_np)), seeds[i:i + 1], data, **kwargs)  # noqa: E731
-    one(0)
     start = time.perf_counter()
-    results = [one(i) for i in range(len(seeds))]
+    results = [train_grid(Variances(*(v[i:i + 1] for v in var_np)), seeds[i:i + 1], data, **kwargs)
+               for i in range(len(seeds))]
     seconds = time.perf_counter() - start
     return GridResult(*(np.concatenate(field) for field in zip(*results))), seconds
