@@ -4,11 +4,13 @@ Prints network-examples per second (networks x training examples seen, per secon
 their ratio, measured in the same run on the same data, per second of wall time and per second of
 CPU time of this process (the second is the fairer figure on a machine shared with other jobs).
 Compilation is excluded on both sides: each is warmed up first, and the timed grid uses new variance
-values (which must not retrace). ``--host-devices N`` splits the CPU into N XLA devices, over which
-the grid is sharded (one network cannot be split, so the one-by-one baseline uses one of them).
+values (which must not retrace). ``--host-devices N`` splits the CPU into N XLA devices (default:
+one per core, as the sweep scripts do), over which the grid is sharded; one network cannot be split,
+so the one-by-one baseline runs on one of them.
 
     python experiments/bench_train.py            # tanh FRN, depth 20, width 64, batch 64, 16 networks
-    python experiments/bench_train.py --width 32 --batch 32 --host-devices 2
+    python experiments/bench_train.py --width 16 --batch 16 --grid 64
+    python experiments/bench_train.py --host-devices 1
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def main(argv=None) -> None:
     parser.add_argument("--train-subset", type=int, default=2000)
     parser.add_argument("--test-subset", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=2, help="timed repetitions; the best is reported")
-    parser.add_argument("--host-devices", type=int, default=1, help="XLA CPU devices to shard the grid over")
+    parser.add_argument("--host-devices", type=int, default=os.cpu_count() or 1,
+                        help="XLA CPU devices to shard the grid over (default: one per core)")
     args = parser.parse_args(argv)
     if args.host_devices > 1:  # must be set before jax starts
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
