@@ -24,18 +24,10 @@ over one XLA device per core (``--host-devices N`` to choose). Figures are also 
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-def use_host_devices(n: int) -> None:
-    """Split the CPU into n XLA devices, over which each group of networks is sharded and trained in
-    parallel (1.7x faster on two cores, same results). Takes effect only before JAX starts; GPUs are
-    not affected."""
-    if n > 1 and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}"
 
+from _reference_sweep import run
 
-FIGURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "figures")
 BASE = ["--arch", "frn", "--act", "relu", "--sv2", "1", "--sa2", "0.5", "--sb2", "0.5"]
 SETTINGS = {
     "quick": ["--sw2", "0:1.5:7", "--depth", "10,25,50,100,150,200,300", "--quick", "--lr", "0.0001"],
@@ -45,20 +37,7 @@ SETTINGS = {
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true", help="paper-scale setting (GPU)")
-    parser.add_argument("--out", help="output directory (default runs/mnist_relu_<setting>)")
-    parser.add_argument("--host-devices", type=int, default=os.cpu_count() or 1,
-                        help="XLA CPU devices to shard over (default: one per core)")
-    args, extra = parser.parse_known_args(argv)
-    use_host_devices(args.host_devices)
-    from meanfield.cli import main as meanfield_main
-
-    setting = "full" if args.full else "quick"
-    out = args.out or os.path.join("runs", f"mnist_relu_{setting}")
-    argv = ["train", *BASE, *SETTINGS[setting], "--out", out, "--figures", FIGURES, *extra]
-    print("meanfield " + " ".join(argv), flush=True)
-    return meanfield_main(argv)
+    return run("relu", BASE, SETTINGS, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":
