@@ -246,8 +246,7 @@ def _tanh_log_Vp(log_q, alpha=1.0):
 #       sech^2) are integrated on fixed graded panels in y on [-20, 20] against N(y; c x, sigma^2).
 # Either way each (outer, inner) pair costs one or two exponentials in a single fused reduction.
 _N_INNER = 96
-_WA, _WA_W = quad.uniform_rule(-quad.Z_MAX, quad.Z_MAX, _N_INNER // 8, 8)
-_WA_W = _WA_W * np.exp(-0.5 * _WA**2) / np.sqrt(2 * np.pi)
+_WA, _WA_W = quad.normal_uniform_rule(_N_INNER // 8, 8)
 _YB_EDGES = np.array([0.0, 0.7, 1.5, 2.5, 3.8, 5.5, 8.0, 12.0, 20.0])
 _yb, _yb_w = quad.panels(_YB_EDGES, _N_INNER // (2 * (len(_YB_EDGES) - 1)))
 _YB = np.concatenate([-_yb[::-1], _yb])
@@ -428,8 +427,7 @@ tanh = Activation(
 
 
 # ------------------------------------------------------------------------------------- user activation
-_CW, _CW_W = quad.uniform_rule(-quad.Z_MAX, quad.Z_MAX, 24, 8)
-_CW_W = _CW_W * np.exp(-0.5 * _CW**2) / np.sqrt(2 * np.pi)
+_CW, _CW_W = quad.normal_uniform_rule(24, 8)
 
 
 def custom(phi: Callable, dphi: Callable | None = None, *, odd: bool = False, name: str = "custom") -> Activation:

@@ -51,6 +51,12 @@ def uniform_rule(lo: float, hi: float, n_panels: int, n: int) -> tuple[np.ndarra
     return (a + half * (x + 1)).ravel(), (half * w).ravel()
 
 
+def normal_uniform_rule(n_panels: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes w and weights for  int f(w) phi(w) dw  on [-9.5, 9.5] (phi the standard normal density)."""
+    w, wt = uniform_rule(-Z_MAX, Z_MAX, n_panels, n)
+    return w, wt * np.exp(-0.5 * w * w) * _INV_SQRT_2PI
+
+
 def half_normal_rule(scale, n_panels: int = 16, n: int = 8):
     """Nodes u and weights for  int_0^inf f(u) phi(u) du  (phi the standard normal density).
 

@@ -134,7 +134,7 @@ def trajectory(spec: Spec, *, chunk_size: int | None = None) -> Trajectory:
     """Mean-field trajectory of ``spec``, layers l = 0..L on the last axis.
 
     A spec with array-valued hyperparameters is a grid: the result has the grid's broadcast shape in
-    front. The grid is evaluated in chunks of ``chunk_size`` points (default 512) by one compiled
+    front. The grid is evaluated in chunks of ``chunk_size`` points (default 4096) by one compiled
     program (a new hyperparameter value never recompiles), sharded over all visible devices.
     """
     if not isinstance(spec, Spec):
