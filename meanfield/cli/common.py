@@ -43,29 +43,37 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
         parser.add_argument("--format", choices=formats, default=formats[0], help="output format")
 
 
-def spec_from_args(args: argparse.Namespace) -> Spec:
-    """Build and validate the Spec; bad input exits with code 2 and one line naming the field."""
+def spec_from_args(args: argparse.Namespace, depth: int | None = None) -> Spec:
+    """Build and validate the Spec (``depth`` overrides ``args.depth``); bad input exits with code 2 and
+    one line naming the field."""
     try:
-        return Spec(arch=args.arch, act=args.act, depth=args.depth, sw2=args.sw2, sv2=args.sv2,
+        return Spec(arch=args.arch, act=args.act, depth=args.depth if depth is None else depth, sw2=args.sw2,
+                    sv2=args.sv2,
                     sb2=args.sb2, sa2=args.sa2, alpha=args.alpha, p0=args.p0, gamma0=args.gamma0)
     except ValueError as err:
         die(str(err))
 
 
-def _clean(values) -> list:
-    """JSON-ready list: NaN (undefined) and +-inf (overflow) become null."""
-    arr = np.asarray(values, dtype=np.float64)
-    return [float(v) if math.isfinite(v) else None for v in arr.ravel()]
+def json_ready(value):
+    """Nested dicts, lists, arrays and numbers as JSON: NaN (undefined) and +-inf (overflow) become null."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        value = value.ravel().tolist()
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
 
 
 def trajectory_payload(traj: Trajectory, suffix: str = "") -> dict:
     """The JSON object of one trajectory: "l", one list per quantity and the scalar "log_R"."""
     out = {} if suffix else {"l": list(range(int(np.shape(traj.p)[-1])))}
     for field in FIELDS:
-        out[json_name(field) + suffix] = _clean(getattr(traj, field))
-    log_r = float(np.asarray(traj.log_R))
-    out["log_R" + suffix] = log_r if math.isfinite(log_r) else None
-    return out
+        out[json_name(field) + suffix] = np.asarray(getattr(traj, field), dtype=np.float64).ravel()
+    out["log_R" + suffix] = float(np.asarray(traj.log_R))
+    return json_ready(out)
 
 
 def emit(payload: dict, fmt: str, out=None) -> None:

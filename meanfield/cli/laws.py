@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 
-from ..spec import Spec
-from .common import add_spec_args, die
+from .common import add_spec_args, die, json_ready, spec_from_args
 
 #: Keys always present in the output (null where a law does not apply), in this order.
 KEYS = ("e_star", "delta_star", "p_exponent", "log_B", "A", "R_exponent")
@@ -33,24 +31,12 @@ def register(sub) -> None:
     parser.set_defaults(func=run)
 
 
-def _clean(v):
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 def run(args) -> int:
     if args.measure and args.depth is None:
         die("--measure needs --depth L (the depth of the measured trajectory)")
     if args.depth is not None and (args.depth < 8):
         die(f"depth must be an integer >= 8 to measure a tail slope, got {args.depth!r}")
-    try:
-        spec = Spec(arch=args.arch, act=args.act, depth=args.depth or 1, sw2=args.sw2, sv2=args.sv2,
-                    sb2=args.sb2, sa2=args.sa2, alpha=args.alpha, p0=args.p0, gamma0=args.gamma0)
-    except ValueError as err:
-        die(str(err))
+    spec = spec_from_args(args, depth=args.depth or 1)
     from .. import asymptotics as asy  # after validation: importing jax is the slow part
 
     try:
@@ -67,7 +53,7 @@ def run(args) -> int:
             die("--measure applies to residual networks (frn, rrn): feedforward laws are fixed points")
         payload["depth"] = args.depth
         payload["measured"] = asy.measured_laws(spec, laws)["measured"]
-    payload = _clean(payload)
+    payload = json_ready(payload)
     if args.format == "json":
         json.dump(payload, sys.stdout)
         sys.stdout.write("\n")
