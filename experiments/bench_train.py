@@ -12,7 +12,8 @@ The speed-up is printed split into its two factors: the gain per CPU second (wha
 networks buys) and the gain in parallelism (CPU seconds per wall second: the grid keeps every device
 busy, one network cannot). A last line times the networks' dominant kernel alone, a chain of layer
 matmuls h <- tanh(h W_l) compiled as one scan, for one network and for a vmapped grid on one device:
-its per-network ratio is the most batching can buy per CPU second at this width and batch.
+its per-network ratio is how much batching speeds up the kernel that dominates training at this width
+and batch.
 
     python experiments/bench_train.py            # tanh FRN, depth 20, width 64, batch 64, 16 networks
     python experiments/bench_train.py --width 16 --batch 16 --grid 64
@@ -124,9 +125,9 @@ def main(argv=None) -> None:
           f"x {(c_grid / t_grid) / (c_seq / t_seq):.2f}x parallelism "
           f"({c_grid / t_grid:.2f} vs {c_seq / t_seq:.2f} CPU s per wall s)")
     print(f"same networks: final training losses agree to 1e-4 for {np.sum(rel < 1e-4)} of {g}, largest "
-          f"difference {rel.max():.1e} (batched and single matmul kernels round differently, and training "
-          f"where gradients explode amplifies it; with one kernel for both, XLA_FLAGS="
-          f"--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT, they agree exactly)")
+          f"difference {rel.max():.1e} (batched and single matmul kernels may round differently, and training "
+          f"where gradients explode amplifies it; to give both one kernel, run with XLA_FLAGS="
+          f"--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT)")
     print(f"layer-matmul chain alone (one device, {args.depth} x ({args.batch} x {args.width}) @ "
           f"({args.width} x {args.width}) + tanh): one network {chain_one:.0f} net-layers/s, vmapped grid of "
           f"{per_device} {chain_grid:.0f} net-layers/s: {chain_grid / chain_one:.2f}x per network")
