@@ -1,6 +1,6 @@
 """Asymptotic laws of deep mean-field networks, their fixed points, and fits of the laws on trajectories.
 
-This module owns THEORY.md section 5 as data: for each (architecture, activation) the predicted growth law
+This module owns docs/theory.md, section 5 as data: for each (architecture, activation) the predicted growth law
 of p, the fixed point e* of the cosine distance with its convergence exponent delta*, the law of s and the
 gradient law (A of R = exp(A sqrt(L)) for tanh-like activations, log B of R = B^L for ReLU, the power of
 L for the alpha-ReLU). It also owns the feedforward contrast of Poole et al. (2016) and Schoenholz et al.
@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import brentq
 
+from ._x64 import in_float64
 from .activations import J_alpha, get_activation, log_c_alpha
 from .spec import Spec
 from .trajectory import Trajectory
@@ -42,7 +43,7 @@ LAW_KEYS = ("e_star", "delta_star", "p_exponent", "log_B", "A", "R_exponent")
 
 # --------------------------------------------------------------------------------------- fixed points
 def saturating_e_star(sv2: float, sa2: float) -> float:
-    """Fixed point e* of the cosine distance of a tanh (or erf) FRN (THEORY.md section 5).
+    """Fixed point e* of the cosine distance of a tanh (or erf) FRN (docs/theory.md, section 5).
 
     The stable root in [0, 1) of sv2 (2/pi) arcsin(e) + sa2 = (sv2 + sa2) e: the large-q limit of
     gamma's increment equals e times p's increment. e = 1 is always a root and is unstable for sv2 > 0
@@ -59,7 +60,7 @@ def saturating_e_star(sv2: float, sa2: float) -> float:
 
 
 def saturating_delta_star(sv2: float, sa2: float) -> float:
-    """Exponent delta* of |e - e*| ~ l^(-delta*) for a tanh (or erf) FRN (THEORY.md section 5).
+    """Exponent delta* of |e - e*| ~ l^(-delta*) for a tanh (or erf) FRN (docs/theory.md, section 5).
 
     delta* = 1 - (2/pi) sv2 / ((sv2 + sa2) sqrt(1 - e*^2)), from linearizing e_l - e_(l-1) =
     f(e) / ((sv2 + sa2) l) at e*. Caveat (found in this project, see figures/exponents.md): V(q) = 1 -
@@ -73,18 +74,20 @@ def saturating_delta_star(sv2: float, sa2: float) -> float:
     return 1.0 - (2.0 / math.pi) * sv2 / ((sv2 + sa2) * math.sqrt(1.0 - e * e))
 
 
+@in_float64
 def J_alpha_prime(c, alpha):
     """J_alpha'(c) by the derivative identity J_alpha' = alpha^2 / (2 alpha - 1) J_(alpha-1) (alpha > 1/2).
 
-    THEORY.md section 4; J_(alpha-1) is the normalized kernel of psi_(alpha-1) = psi_alpha' / alpha, which
+    docs/theory.md section 4; J_(alpha-1) is the normalized kernel of psi_(alpha-1) = psi_alpha' / alpha, which
     is why the identity needs J_alpha for exponents down to -1/2.
     """
     alpha = _alpha(alpha)
     return alpha * alpha / (2.0 * alpha - 1.0) * np.asarray(J_alpha(c, alpha - 1.0))
 
 
+@in_float64
 def alpha_relu_e_star(alpha: float) -> float:
-    """The stable root e* in (0, 1) of J_alpha(c) = c, 1/2 < alpha < 1 (THEORY.md section 4).
+    """The stable root e* in (0, 1) of J_alpha(c) = c, 1/2 < alpha < 1 (docs/theory.md section 4).
 
     J_alpha(0) > 0 and J_alpha'(1) = alpha^2 / (2 alpha - 1) > 1, so J_alpha(c) < c just below the
     unstable root c = 1 and the stable root lies in between. alpha = 1 (ReLU) has no root below 1.
@@ -101,16 +104,18 @@ def alpha_relu_e_star(alpha: float) -> float:
     return brentq(g, 0.0, hi, xtol=1e-15, rtol=1e-15)
 
 
+@in_float64
 def alpha_relu_delta_star(alpha: float) -> float:
     """Exponent of |e - e*| ~ l^(-delta*) for the alpha-ReLU FRN: (1 - J_alpha'(e*)) / (1 - alpha)."""
     alpha = _alpha(alpha)
     if alpha == 1.0:
-        return 2.0  # ReLU: 1 - e ~ l^-2 (THEORY.md section 5)
+        return 2.0  # ReLU: 1 - e ~ l^-2 (docs/theory.md, section 5)
     return (1.0 - float(J_alpha_prime(alpha_relu_e_star(alpha), alpha))) / (1.0 - alpha)
 
 
+@in_float64
 def alpha_relu_R_exponent(alpha: float) -> float:
-    """R = Theta(L^(alpha^2 / ((1 - alpha)(2 alpha - 1)))) for the alpha-ReLU FRN (THEORY.md section 5).
+    """R = Theta(L^(alpha^2 / ((1 - alpha)(2 alpha - 1)))) for the alpha-ReLU FRN (docs/theory.md, section 5).
 
     From log R = sum_l log(1 + sv2 sw2 V'(q^(l))) with sv2 sw2 V'(q^(l)) -> alpha^2 c_(alpha-1) /
     ((1 - alpha) c_alpha l) and c_(alpha-1) / c_alpha = 1 / (2 alpha - 1): no variance survives.
@@ -146,6 +151,7 @@ def _ff_q_star(sw2, sb2, alpha, *, act):
     return jnp.where(flat, jnp.nan, q)  # a linear map with slope 1: every q is fixed
 
 
+@in_float64
 def ff_q_star(act, sw2, sb2, alpha=1.0):
     """Fixed point q* of the feedforward length map q = sw2 V(q) + sb2 (Poole et al. 2016, eq. 3).
 
@@ -158,6 +164,7 @@ def ff_q_star(act, sw2, sb2, alpha=1.0):
     return np.asarray(_ff_q_star(jnp.asarray(sw2), jnp.asarray(sb2), jnp.asarray(alpha), act=act))
 
 
+@in_float64
 def ff_chi_1(act, sw2, sb2, alpha=1.0):
     """chi_1 = sw2 V'(q*) = sw2 E[phi'(sqrt(q*) z)^2] (Poole et al. 2016, eq. 7); 1 on the critical line.
 
@@ -173,6 +180,7 @@ def ff_chi_1(act, sw2, sb2, alpha=1.0):
     return sw2 * np.exp(np.asarray(act.log_Vp(jnp.log(jnp.asarray(q_eval)), jnp.asarray(alpha))))
 
 
+@in_float64
 def ff_critical_sw2(act, sb2, alpha=1.0, bracket=(0.1, 20.0)) -> float:
     """sw2 on the order-to-chaos line chi_1(sw2, sb2) = 1 for a given sb2 (Poole et al. 2016, fig. 3)."""
     act = get_activation(act)
@@ -187,6 +195,7 @@ def _corr_slope(act, q, c, alpha):
     return float(jax.jvp(f, (jnp.asarray(c, float),), (jnp.asarray(1.0),))[1])
 
 
+@in_float64
 def ff_depth_scales(act, sw2: float, sb2: float, alpha: float = 1.0) -> dict:
     """Feedforward fixed points and depth scales at one (sw2, sb2) (Schoenholz et al. 2017, eqs. 5-9).
 
@@ -240,7 +249,7 @@ def _depth_scale(slope: float) -> float:
 # ------------------------------------------------------------------------------------------- laws
 @dataclasses.dataclass(frozen=True)
 class Laws:
-    """Predicted asymptotic laws of one network (THEORY.md section 5); None where a law does not apply.
+    """Predicted asymptotic laws of one network (docs/theory.md, section 5); None where a law does not apply.
 
     Attributes:
       e_star: limit of the cosine distance e^(l).
@@ -282,9 +291,10 @@ class Laws:
         return dataclasses.asdict(self)
 
 
+@in_float64
 def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, sa2: float = 0.0,
             alpha: float = 1.0) -> Laws:
-    """The predicted laws of THEORY.md section 5 for one network (scalars; validated like a Spec).
+    """The predicted laws of docs/theory.md, section 5 for one network (scalars; validated like a Spec).
 
     Supported: FRN and RRN with tanh or erf, FRN with ReLU or alpha-ReLU, and the feedforward contrast
     for every activation. Other combinations (the mean-tracking RRN of a non-odd activation) return a
@@ -305,6 +315,15 @@ def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, s
             phase=f"{phase} (chi_1 = {ff['chi_1']:.6g})",
             q="q -> q*, |q - q*| ~ exp(-l / xi_q)", e="|c - c*| ~ exp(-l / xi_c)",
             R="chi_1^L (exponential)"))
+    if arch == "frn" and sv2 == 0.0 and (name in KAPPA or name in ("relu", "alpha_relu")):
+        # no residual branch: x^(l) = x^(l-1) + a^(l), so p and gamma both grow by sa2 per layer
+        grad = {"relu": "log_B", "alpha_relu": "R_exponent"}.get(name, "A")
+        if sa2 == 0.0:
+            return Laws(**base, p_exponent=0.0, s_exponent=0.0, **{grad: 0.0}, laws=dict(
+                p="p = p0 (sv2 = sa2 = 0: every block is the identity)", e="e = e0", s="s = s0", R="R = 1"))
+        return Laws(**base, e_star=1.0, delta_star=1.0, p_exponent=1.0, p_prefactor=sa2, s_exponent=0.0,
+                    **{grad: 0.0}, laws=dict(p=f"p = p0 + {sa2:.6g} l", e="1 - e = (p0 - gamma0) / p ~ l^-1",
+                                             s="s = s0", R="R = 1"))
     if name in KAPPA:
         kappa = KAPPA[name]
         e_star = saturating_e_star(sv2, sa2)
@@ -391,7 +410,7 @@ def tail_slope(l, log_y, *, scale: str = "log", depth: int | None = None) -> tup
 
 
 def measure(traj: Trajectory, laws: Laws) -> dict:
-    """Measure the laws of ``laws`` on one network's trajectory (THEORY.md section 5), at its depth L.
+    """Measure the laws of ``laws`` on one network's trajectory (docs/theory.md, section 5), at its depth L.
 
     Returns ``{key: {"value": v, "drift": d}}`` for each law of ``laws`` that applies (keys of
     :data:`LAW_KEYS` plus ``one_minus_e_coef`` for ReLU), each read over the last octave of depth: power
@@ -451,14 +470,14 @@ def measure(traj: Trajectory, laws: Laws) -> dict:
 def saturating_gap_correction(laws: Laws) -> float:
     """D of the second term of e - e* = C l^(-delta*) + D l^(-1/2) for a tanh (or erf) FRN; 0 elsewhere.
 
-    From V(q) = 1 - nu q^(-1/2) + O(1/q) (nu = sqrt(2/pi) for tanh, THEORY.md section 4; 2/pi for erf),
+    From V(q) = 1 - nu q^(-1/2) + O(1/q) (nu = sqrt(2/pi) for tanh, docs/theory.md section 4; 2/pi for erf),
     W(q, c q) - (2/pi) arcsin c = O(1/q), p ~ kappa l and q ~ sw2 kappa l with kappa = sv2 + sa2, the
     cosine distance obeys
 
         e_l - e_(l-1) = [f(e) + sv2 e nu q^(-1/2)] / p_l,   f(e) = sv2 (2/pi) arcsin e + sa2 - kappa e,
 
     whose particular solution at e* is D l^(-1/2) with D = G / (delta* - 1/2),
-    G = sv2 e* nu / (kappa sqrt(sw2 kappa)). Leading order only (for the tanh FRN of THEORY.md section 6
+    G = sv2 e* nu / (kappa sqrt(sw2 kappa)). Leading order only (for the tanh FRN of docs/theory.md section 6
     a two-term fit over l in [1e4, 1e5] gives D = -3.39 against the predicted -3.17).
     """
     if laws.act not in KAPPA or laws.arch != "frn" or not laws.e_star:
@@ -527,6 +546,7 @@ def _R_power(l, log_R, L):
     return float(last), float(abs(last - prev))
 
 
+@in_float64
 def measured_laws(spec: Spec, laws: Laws | None = None) -> dict:
     """Predicted and measured laws of a single-network spec: ``{"predicted": Laws, "measured": dict}``."""
     from .theory import trajectory

@@ -1,4 +1,4 @@
-"""Finite-width simulation (THEORY.md section 8): sampled networks, measured with the theory's quantities.
+"""Finite-width simulation (docs/theory.md, section 8): sampled networks, measured with the theory's quantities.
 
 This module owns the simulation engine: sampling FRN / RRN / feedforward networks of width N from a
 :class:`~meanfield.spec.Spec`, pushing two inputs forward and one gradient backward through the same
@@ -48,7 +48,7 @@ chi = |g|^2/N, chi_a = |dE/da|^2/N = chi, chi_b = |dE/db|^2/N, and chi_w, chi_v 
 entries of the squared gradients dE/dW = delta x^T and dE/dV = g phi(h)^T. These are rank one, so
 mean_ij (delta_i x_j)^2 = mean(delta^2) mean(x^2) exactly, and chi_w = chi_b p^(l-1),
 chi_v = chi * mean(phi(h)^2): the un-normalized per-entry mean square, which is the O(1) quantity of
-THEORY.md section 3 (chi_w = sv2 chi V'(q) p^(l-1)); no factor N.
+docs/theory.md, section 3 (chi_w = sv2 chi V'(q) p^(l-1)); no factor N.
 """
 
 from __future__ import annotations
@@ -60,42 +60,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._plan import DEFAULT_MEMORY_BYTES, DTYPES, SAMPLERS, _check_dtype, _check_int, check_args, plan  # noqa: F401
+from ._x64 import in_float64
 from .activations import Activation
 from .spec import Hyper, Spec
 from .trajectory import FIELDS, Trajectory
-
-SAMPLERS = ("fast", "dense")
-DTYPES = ("float32", "float64")
-#: Target memory of one compiled chunk of networks (at least one network is always simulated at once).
-DEFAULT_MEMORY_BYTES = 1 << 30
-
-
-# ------------------------------------------------------------------------------------------ validation
-def _check_dtype(dtype) -> np.dtype:
-    try:
-        dt = None if dtype is None else np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt is None or dt.name not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
-    return dt
-
-
-def _check_int(name: str, value, low: int, why: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}{why}; got {value!r}")
-    return int(value)
-
-
-def check_args(width, samples, sampler="fast", dtype="float32") -> tuple[int, int, str, np.dtype]:
-    """Validate the simulation arguments (before any compilation); ValueError naming the field."""
-    width = _check_int("width", width, 3, " (two zero-mean inputs with a prescribed Gram matrix need 3 "
-                                          "coordinates)")
-    samples = _check_int("samples", samples, 2, " (a standard error needs 2 samples)")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
-    return width, samples, sampler, _check_dtype(dtype)
-
 
 def _check_key(key):
     try:
@@ -349,34 +318,11 @@ def _networks(hp, keys, *, arch, act, depth, width, dtype, sampler, segment, chu
     return jax.lax.map(lambda args: one(*args), (hp, keys), batch_size=chunk)
 
 
-def plan(sampler: str, arch: str, width: int, depth: int, itemsize: int, n_networks: int,
-         memory_bytes: int = DEFAULT_MEMORY_BYTES, segment: int | None = None) -> tuple[int, int]:
-    """(segment length, networks per chunk) for a memory budget; segment >= depth means no recompute.
-
-    Without a given ``segment``, the whole backward tape is kept when one network's tape fits in
-    ``memory_bytes``; otherwise the segment length minimizes checkpoints + one segment's tape.
-    """
-    n = width
-    tape_rows = (9 if arch == "frn" else 5) if sampler == "fast" else 1
-    # transient arrays of one layer: the forward draws and their images (fast), or one N x N matrix
-    work_rows = 24 if sampler == "fast" else n + 8
-    if segment is None:
-        if (depth * tape_rows + work_rows + 2) * n * itemsize <= memory_bytes:
-            segment = depth
-        else:
-            segment = max(1, min(depth - 1, round(math.sqrt(2.0 * depth / tape_rows))))
-    segment = min(segment, depth)
-    if segment == depth:
-        per_net = (depth * tape_rows + work_rows + 2) * n * itemsize
-    else:
-        per_net = (2 * (depth // segment + 1) + segment * tape_rows + work_rows) * n * itemsize
-    chunk = int(max(1, min(n_networks, memory_bytes // per_net)))
-    return segment, chunk
-
-
 # ------------------------------------------------------------------------------------------ public
+@in_float64
 def networks(spec: Spec, width: int, samples: int, key, sampler: str = "fast", dtype="float32", *,
-             memory_bytes: int = DEFAULT_MEMORY_BYTES, segment: int | None = None) -> Trajectory:
+             memory_bytes: int = DEFAULT_MEMORY_BYTES, segment: int | None = None,
+             progress: bool = False) -> Trajectory:
     """The measured trajectory of every sampled network: fields of shape ``spec.shape + (samples, L + 1)``.
 
     Arguments as for :func:`simulate`. Each network's fields are its own empirical values (``e`` from its
@@ -399,9 +345,20 @@ def networks(spec: Spec, width: int, samples: int, key, sampler: str = "fast", d
     sample_keys = jax.random.split(key, samples)
     keys = sample_keys[np.tile(np.arange(samples), n_grid)]
     segment, chunk = plan(sampler, spec.arch, width, spec.depth, dt.itemsize, n_net, memory_bytes, segment)
-    raw = _networks(hp, keys, arch=spec.arch, act=spec.act, depth=spec.depth, width=width, dtype=dt,
-                    sampler=sampler, segment=segment, chunk=chunk)
-    raw = {k: np.asarray(v).reshape(shape + (samples, spec.depth + 1)) for k, v in raw.items()}
+    run = functools.partial(_networks, arch=spec.arch, act=spec.act, depth=spec.depth, width=width, dtype=dt,
+                            sampler=sampler, segment=segment, chunk=chunk)
+    if not progress or chunk >= n_net:
+        raw = {k: np.asarray(v) for k, v in run(hp, keys).items()}
+    else:  # one compiled call per chunk, so that the host can report each; the last chunk is padded
+        from tqdm.auto import tqdm
+
+        parts = []
+        for start in tqdm(range(0, n_net, chunk), desc="simulate", unit=f"x{chunk} networks"):
+            take = np.minimum(np.arange(start, start + chunk), n_net - 1)
+            out = run(jax.tree.map(lambda a: a[take], hp), keys[take])
+            parts.append({k: np.asarray(v)[: min(chunk, n_net - start)] for k, v in out.items()})
+        raw = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+    raw = {k: v.reshape(shape + (samples, spec.depth + 1)) for k, v in raw.items()}
     return _per_network(raw, spec.arch)
 
 
@@ -452,7 +409,7 @@ def summarize(per_network: Trajectory) -> tuple[Trajectory, Trajectory]:
 
 
 def simulate(spec: Spec, width: int, samples: int, key, sampler: str = "fast", dtype="float32", *,
-             memory_bytes: int = DEFAULT_MEMORY_BYTES, segment: int | None = None
+             memory_bytes: int = DEFAULT_MEMORY_BYTES, segment: int | None = None, progress: bool = False
              ) -> tuple[Trajectory, Trajectory]:
     """Sample ``samples`` networks of width ``width`` per grid point of ``spec``; per-layer mean and stderr.
 
@@ -470,13 +427,15 @@ def simulate(spec: Spec, width: int, samples: int, key, sampler: str = "fast", d
       segment: checkpoint the forward state every ``segment`` layers and recompute in the backward pass
         (default: chosen from ``memory_bytes``; ``segment >= depth`` keeps the whole tape). Results do
         not depend on it beyond rounding.
+      progress: show a progress bar over the compiled chunks of networks on stderr (the numbers are
+        the same with or without it).
 
     Returns:
       ``(mean, stderr)``: two :class:`Trajectory` values with shape ``spec.shape + (L + 1,)`` (``log_R``:
       ``spec.shape``), as computed by :func:`summarize`. NaN where the theory is undefined.
     """
     return summarize(networks(spec, width, samples, key, sampler, dtype, memory_bytes=memory_bytes,
-                              segment=segment))
+                              segment=segment, progress=progress))
 
 
 def compare(theory: Trajectory, mean: Trajectory, stderr: Trajectory) -> dict:

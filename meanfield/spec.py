@@ -1,23 +1,35 @@
 """Network specification shared by the theory engine, the simulator and the trainer.
 
 A :class:`Spec` names the architecture (``frn`` | ``rrn`` | ``ff``), the activation, the depth and the
-numeric hyperparameters (variances, alpha, input statistics). Numeric fields may be Python floats or
-arrays of any broadcast-compatible shapes: an array-valued spec describes a whole grid, which the engines
-evaluate in one compiled program. Everything is validated on construction, before any compilation, with
-an error that names the field and its allowed range.
+numeric hyperparameters (variances, alpha, input statistics; docs/theory.md, sections 1 and 2). Numeric
+fields may be Python floats or arrays of any broadcast-compatible shapes: an array-valued spec describes
+a whole grid, which the engines evaluate in one compiled program. Everything is validated on
+construction, before any compilation, with an error that names the field and its allowed range. A field
+that the network does not have (alpha of a tanh network, sv2 and sa2 of an rrn or ff) must stay at the
+value the engines use for it (alpha = 1, sv2 = 1, sa2 = 0), so that a typo cannot be ignored silently.
+
+Validation needs only numpy: a bad spec is rejected before jax is imported, which keeps the command
+line's error messages instant. The activation module (and with it jax) is imported once the numbers
+are known to be valid.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .activations import Activation, get_activation
+if TYPE_CHECKING:
+    from .activations import Activation
 
 ARCHS = ("frn", "rrn", "ff")
+#: Names of the built-in activations (``meanfield.activations.BUILTIN``) and those that take alpha.
+ACTIVATIONS = ("tanh", "relu", "alpha_relu", "erf")
+ALPHA_ACTIVATIONS = ("alpha_relu",)
+#: The value an engine uses for a field the network does not have.
+NEUTRAL = {"alpha": 1.0, "sv2": 1.0, "sa2": 0.0}
 HYPER_FIELDS = ("sw2", "sv2", "sb2", "sa2", "alpha", "p0", "gamma0")
 
 
@@ -34,34 +46,40 @@ class Hyper(NamedTuple):
 
 
 def _check_array(name: str, value, *, low=None, low_open=False, high=None) -> np.ndarray:
+    """``value`` as a float64 array, or a ValueError naming ``name``, its range and the first bad value."""
+    if low is None:
+        rng = "a finite number"
+    elif high is None:
+        rng = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        rng = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
     try:
         arr = np.asarray(value, dtype=np.float64)
+        if value is None or arr.dtype == object:
+            raise TypeError
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number or an array of numbers, got {value!r}") from None
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite (got NaN or inf)")
+        raise ValueError(f"{name} must be {rng} (a number or an array of numbers), got {value!r}") from None
+    bad = ~np.isfinite(arr)
     if low is not None:
-        bad = arr <= low if low_open else arr < low
-        if np.any(bad):
-            rel = ">" if low_open else ">="
-            rng = f"{rel} {low}" if high is None else f"in {'(' if low_open else '['}{low}, {high}]"
-            raise ValueError(f"{name} must be {rng}, got {float(arr[bad].ravel()[0])!r}")
-    if high is not None and np.any(arr > high):
-        raise ValueError(f"{name} must be <= {high}, got {float(arr[arr > high].ravel()[0])!r}")
+        bad |= arr <= low if low_open else arr < low
+    if high is not None:
+        bad |= arr > high
+    if np.any(bad):
+        raise ValueError(f"{name} must be {rng}, got {float(arr[bad].ravel()[0])!r}")
     return arr
 
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
-    """A residual (or feedforward) network at initialization, in the notation of THEORY.md.
+    """A residual (or feedforward) network at initialization, in the notation of docs/theory.md.
 
     Args:
       arch: ``"frn"`` (full residual: x = V phi(W x + b) + x + a), ``"rrn"`` (reduced: x = phi(W x + b) + x;
-        sv2 and sa2 are ignored) or ``"ff"`` (feedforward: x = phi(W x + b)).
+        sv2 and sa2 must stay 1 and 0) or ``"ff"`` (feedforward: x = phi(W x + b)).
       act: activation name (``tanh``, ``relu``, ``alpha_relu``, ``erf``) or an :class:`Activation`.
       depth: number of layers L >= 1 (static: it sets the length of the compiled scan).
       sw2, sv2, sb2, sa2: variances sigma_w^2, sigma_v^2, sigma_b^2, sigma_a^2 (>= 0).
-      alpha: exponent of the alpha-ReLU, in (1/2, 1]; ignored by other activations.
+      alpha: exponent of the alpha-ReLU, in (1/2, 1]; must stay 1 for other activations.
       p0: squared length |x0|^2 / N of both inputs (> 0).
       gamma0: their inner product x0 . x0' / N, with |gamma0| <= p0.
     """
@@ -78,22 +96,38 @@ class Spec:
     gamma0: object = 0.5
 
     def __post_init__(self):
-        if self.arch not in ARCHS:
+        if not isinstance(self.arch, str) or self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {self.arch!r}")
-        act = self.act if isinstance(self.act, Activation) else get_activation(self.act)
-        object.__setattr__(self, "act", act)
+        if isinstance(self.act, str):
+            if self.act not in ACTIVATIONS:
+                raise ValueError(f"act must be one of {', '.join(ACTIVATIONS)} (or an Activation); got {self.act!r}")
+            act_name, has_alpha = self.act, self.act in ALPHA_ACTIVATIONS
+        else:
+            from .activations import Activation
+
+            if not isinstance(self.act, Activation):
+                raise ValueError(f"act must be an activation name or a meanfield.Activation, got {self.act!r}")
+            act_name, has_alpha = self.act.name, self.act.has_alpha
         if isinstance(self.depth, bool) or not isinstance(self.depth, (int, np.integer)) or self.depth < 1:
             raise ValueError(f"depth must be an integer >= 1, got {self.depth!r}")
         object.__setattr__(self, "depth", int(self.depth))
         for name in ("sw2", "sv2", "sb2", "sa2"):
             object.__setattr__(self, name, _check_array(name, getattr(self, name), low=0.0))
-        alpha = _check_array("alpha", self.alpha)
-        if act.has_alpha and (np.any(alpha <= 0.5) or np.any(alpha > 1.0)):
-            raise ValueError(
-                "alpha must be in (0.5, 1] for alpha_relu: for alpha <= 1/2 the gradient transform "
-                f"V'(q) = E[phi'(z)^2] is infinite; got {float(alpha.ravel()[0])!r}"
-            )
+        if has_alpha:
+            # alpha <= 1/2: V'(q) = E[phi'(z)^2] is infinite; alpha > 1 is not the family of the paper
+            alpha = _check_array("alpha", self.alpha, low=0.5, low_open=True, high=1.0)
+        else:
+            alpha = _check_array("alpha", self.alpha)
         object.__setattr__(self, "alpha", alpha)
+        unused = [] if has_alpha else ["alpha"]
+        unused += ["sv2", "sa2"] if self.arch in ("rrn", "ff") else []
+        for name in unused:
+            value = getattr(self, name)
+            if np.any(value != NEUTRAL[name]):
+                owner = f"act {act_name}" if name == "alpha" else f"arch {self.arch}"
+                applies = "applies to alpha_relu only" if name == "alpha" else "applies to arch frn only"
+                raise ValueError(f"{name} {applies}: leave it at {NEUTRAL[name]:g} for {owner}, "
+                                 f"got {float(value[value != NEUTRAL[name]].ravel()[0])!r}")
         p0 = _check_array("p0", self.p0, low=0.0, low_open=True)
         gamma0 = _check_array("gamma0", self.gamma0)
         object.__setattr__(self, "p0", p0)
@@ -105,6 +139,10 @@ class Spec:
             raise ValueError(f"hyperparameter shapes do not broadcast together: {shapes}") from None
         if np.any(np.abs(gamma0) > p0 * (1 + 1e-12)):
             raise ValueError("gamma0 must satisfy |gamma0| <= p0 (Cauchy-Schwarz for two inputs of length p0)")
+        if isinstance(self.act, str):  # valid numbers: now load the activation (this imports jax)
+            from .activations import get_activation
+
+            object.__setattr__(self, "act", get_activation(self.act))
 
     @property
     def shape(self) -> tuple[int, ...]:

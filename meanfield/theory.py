@@ -1,4 +1,4 @@
-"""Mean-field recursions (THEORY.md section 3): forward p, q, gamma, lambda, e, s, mu; backward chi.
+"""Mean-field recursions (docs/theory.md, section 3): forward p, q, gamma, lambda, e, s, mu; backward chi.
 
 The recursion carries ``(log p, d = 1 - e, mu / sqrt p)`` rather than ``(p, gamma, mu)``:
 
@@ -14,7 +14,9 @@ With x = V phi(h) + x + a (FRN; RRN is the same with sv2 = 1, sa2 = 0 plus the m
 
 where rho(c) = W(q, c q) / V(q). The backward pass is a reverse cumulative sum of log chi factors.
 One ``jax.lax.scan`` over depth serves every depth <= L; grids of hyperparameters are vmapped in
-chunks and sharded over all visible devices.
+chunks and sharded over all visible devices. Every call computes in float64 inside its own scope
+(:func:`meanfield._x64.float64`): the user's ``jax_enable_x64`` setting is left as it was, and results
+are float64 numpy arrays either way.
 """
 
 from __future__ import annotations
@@ -27,13 +29,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ._plan import DEFAULT_CHUNK, check_chunk_size, trajectory_bytes  # noqa: F401
+from ._x64 import float64
 from .activations import Activation
 from .spec import Hyper, Spec
 from .trajectory import Trajectory
 
-#: Default number of grid points per compiled call (bounds memory: the trajectory of one grid point
-#: to depth L holds 16 (L + 1) float64 numbers).
-DEFAULT_CHUNK = 4096
+
+def estimate_bytes(spec: Spec, *, chunk_size: int | None = None) -> int:
+    """Peak memory of :func:`trajectory` for ``spec`` (numpy only: nothing is compiled)."""
+    return trajectory_bytes(spec.depth, spec.size, chunk_size)
 
 
 def _layer_scan(arch: str, act: Activation, depth: int, h: Hyper):
@@ -130,29 +135,39 @@ def _batched(h: Hyper, *, arch: str, act: Activation, depth: int) -> Trajectory:
     return jax.shard_map(core, mesh=mesh, in_specs=PartitionSpec("grid"), out_specs=PartitionSpec("grid"))(h)
 
 
-def trajectory(spec: Spec, *, chunk_size: int | None = None) -> Trajectory:
-    """Mean-field trajectory of ``spec``, layers l = 0..L on the last axis.
+def trajectory(spec: Spec, *, chunk_size: int | None = None, progress: bool = False) -> Trajectory:
+    """Mean-field trajectory of ``spec``, layers l = 0..L on the last axis (float64 numpy arrays).
 
     A spec with array-valued hyperparameters is a grid: the result has the grid's broadcast shape in
     front. The grid is evaluated in chunks of ``chunk_size`` points (default 4096) by one compiled
     program (a new hyperparameter value never recompiles), sharded over all visible devices.
+    ``progress=True`` shows a progress bar over the chunks on stderr. :func:`estimate_bytes` gives the
+    peak memory beforehand.
     """
     if not isinstance(spec, Spec):
         raise ValueError(f"spec must be a meanfield.Spec, got {type(spec).__name__}")
+    chunk = check_chunk_size(chunk_size)
+    with float64():
+        return _trajectory(spec, chunk, progress)
+
+
+def _trajectory(spec: Spec, chunk: int, progress: bool) -> Trajectory:
     shape = spec.shape
     h = spec.hyper()
     n = math.prod(shape)
     flat = [np.reshape(x, (n,)) for x in h]
     devices = jax.devices()
     n_dev = len(devices)
-    chunk = int(chunk_size or DEFAULT_CHUNK)
-    if chunk < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
     chunk = min(chunk, n)
     chunk = -(-chunk // n_dev) * n_dev  # a multiple of the device count
     sharding = NamedSharding(Mesh(np.array(devices), ("grid",)), PartitionSpec("grid")) if n_dev > 1 else None
     pieces = []
-    for start in range(0, n, chunk):
+    starts = range(0, n, chunk)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="theory", unit="chunk", total=len(starts), disable=len(starts) < 2)
+    for start in starts:
         part = [x[start:start + chunk] for x in flat]
         pad = chunk - part[0].shape[0]
         if pad:  # repeat the last point: padded lanes are valid networks, cut off below

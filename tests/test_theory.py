@@ -1,4 +1,4 @@
-"""The theory engine against THEORY.md's reference values, exact identities and an independent referee."""
+"""The theory engine against the reference values of docs/theory.md, exact identities and an independent referee."""
 
 import json
 import math
@@ -20,6 +20,12 @@ from meanfield.theory import _batched, trajectory
 warnings.filterwarnings("ignore", category=integrate.IntegrationWarning)
 ARCHS = ("frn", "rrn", "ff")
 ACTS = ("tanh", "relu", "alpha_relu", "erf")
+
+
+def _net(arch, act, depth, **kw):
+    """A Spec from one set of values for every network: fields the network does not have are dropped."""
+    drop = ({"sv2", "sa2"} if arch != "frn" else set()) | ({"alpha"} if act != "alpha_relu" else set())
+    return mf.Spec(arch, act, depth, **{k: v for k, v in kw.items() if k not in drop})
 
 
 def test_relu_frn_reference_values():
@@ -71,7 +77,7 @@ def test_relu_frn_depth_100000_stays_finite_and_exact():
 def test_frn_with_unit_v_and_no_a_equals_rrn_for_odd_phi(act):
     kw = dict(sw2=1.1, sb2=0.2, p0=1.3, gamma0=-0.4)
     frn = trajectory(mf.Spec("frn", act, 15, sv2=1.0, sa2=0.0, **kw))
-    rrn = trajectory(mf.Spec("rrn", act, 15, sv2=7.0, sa2=3.0, **kw))  # rrn ignores sv2, sa2
+    rrn = trajectory(mf.Spec("rrn", act, 15, **kw))
     for f in ("p", "q", "gamma", "lam", "e", "s", "chi", "chi_b", "chi_w", "log_R"):
         np.testing.assert_allclose(getattr(frn, f), getattr(rrn, f), rtol=1e-13)
 
@@ -79,10 +85,10 @@ def test_frn_with_unit_v_and_no_a_equals_rrn_for_odd_phi(act):
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("act", ACTS)
 def test_equal_inputs_stay_equal_and_cauchy_schwarz(arch, act):
-    same = trajectory(mf.Spec(arch, act, 30, sw2=1.4, sv2=0.8, sb2=0.3, sa2=0.2, alpha=0.7, p0=2.0, gamma0=2.0))
+    same = trajectory(_net(arch, act, 30, sw2=1.4, sv2=0.8, sb2=0.3, sa2=0.2, alpha=0.7, p0=2.0, gamma0=2.0))
     np.testing.assert_array_equal(same.e, 1.0)
     np.testing.assert_array_equal(same.s, 0.0)
-    diff = trajectory(mf.Spec(arch, act, 30, sw2=1.4, sv2=0.8, sb2=0.3, sa2=0.2, alpha=0.7, p0=2.0, gamma0=-1.5))
+    diff = trajectory(_net(arch, act, 30, sw2=1.4, sv2=0.8, sb2=0.3, sa2=0.2, alpha=0.7, p0=2.0, gamma0=-1.5))
     assert np.all(np.abs(diff.gamma) <= diff.p * (1 + 1e-14))
     assert np.all(diff.s >= 0)
 
@@ -93,7 +99,7 @@ def _assert_matches_reference(arch, act, depth, seed, rtol):
     alpha = rng.uniform(0.55, 1.0)
     p0 = rng.uniform(0.5, 2.0)
     gamma0 = rng.uniform(-0.9, 0.9) * p0
-    t = trajectory(mf.Spec(arch, act, depth, sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2, alpha=alpha, p0=p0, gamma0=gamma0))
+    t = trajectory(_net(arch, act, depth, sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2, alpha=alpha, p0=p0, gamma0=gamma0))
     r = ref.trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha, p0, gamma0)
     for field in mf.FIELDS:
         name = "lambda" if field == "lam" else field
@@ -186,7 +192,12 @@ def test_sharded_over_four_devices_equals_single_device(tmp_path):
     (dict(sb2=[0.1, -1.0]), "sb2 must be >= 0"),
     (dict(sa2="x"), "sa2 must be a number"),
     (dict(act="alpha_relu", alpha=0.5), r"alpha must be in \(0.5, 1\]"),
-    (dict(act="alpha_relu", alpha=1.2), r"alpha must be in \(0.5, 1\]"),
+    (dict(act="alpha_relu", alpha=1.2), r"alpha must be in \(0.5, 1\], got 1.2$"),
+    (dict(act="tanh", alpha=-3), "alpha applies to alpha_relu only: leave it at 1 for act tanh, got -3.0"),
+    (dict(arch="rrn", sv2=7.0), "sv2 applies to arch frn only: leave it at 1 for arch rrn, got 7.0"),
+    (dict(arch="ff", sa2=[0.0, 3.0]), "sa2 applies to arch frn only: leave it at 0 for arch ff, got 3.0"),
+    (dict(sw2=None), r"sw2 must be >= 0 \(a number or an array of numbers\), got None"),
+    (dict(act="gelu"), "act must be one of tanh, relu, alpha_relu, erf"),
     (dict(p0=0.0), "p0 must be > 0"),
     (dict(gamma0=1.5), r"\|gamma0\| <= p0"),
     (dict(sw2=np.ones(3), sb2=np.ones(4)), "do not broadcast"),
@@ -217,6 +228,15 @@ def test_cli_json_keys(capsys):
     (["--sw2", "1", "--depth", "0"], "depth must be an integer >= 1"),
     (["--sw2", "1", "--act", "gelu"], "invalid choice"),
     (["--sw2", "1", "--p0", "1", "--gamma0", "3"], "gamma0"),
+    (["--sw2", "-1e-3"], "sw2 must be >= 0, got -0.001"),  # argparse alone reads -1e-3 as a flag
+    (["--sw2", "1", "--alpha", "0.2"], "--alpha applies to --act alpha_relu only, not tanh"),
+    (["--sw2", "1", "--alpha", "1"], "--alpha applies to --act alpha_relu only, not tanh"),
+    (["--sw2", "1", "--arch", "rrn", "--sv2", "2"], "--sv2 applies to --arch frn only"),
+    (["--sw2", "1", "--arch", "ff", "--sv2", "1", "--sa2", "0"], "--sv2 and --sa2 apply to --arch frn only"),
+    (["--sw2", "1", "--depth", "1000000000", "--max-memory", "100"],
+     "--depth too large: the run needs an estimated 384 GB, more than the limit of 100 GB (--max-memory)"),
+    (["--sw2", "1", "--depth", "1000000", "--max-memory", "0.1"],
+     "more than the limit of 0.1 GB (--max-memory); lower --depth, or raise the limit with --max-memory GB"),
 ])
 def test_cli_bad_input_exits_2_with_one_line(argv, message, capsys):
     base = {"--arch": "frn", "--act": "tanh", "--depth": "3"}
@@ -229,3 +249,27 @@ def test_cli_bad_input_exits_2_with_one_line(argv, message, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("chunk_size", [0, -1, 2.5, True])
+def test_bad_chunk_size_names_the_field(chunk_size):
+    with pytest.raises(ValueError, match=r"chunk_size must be an integer >= 1 \(or None for 4096\)"):
+        trajectory(mf.Spec("frn", "relu", 3), chunk_size=chunk_size)
+
+
+def test_size_guard_uses_the_available_memory(monkeypatch, capsys):
+    from meanfield.cli import common
+
+    monkeypatch.setattr(common, "available_memory", lambda: 10 * 10**9)
+    with pytest.raises(SystemExit) as exc:
+        main(["theory", "--arch", "frn", "--act", "relu", "--sw2", "1", "--depth", "100000000"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "needs an estimated 38.4 GB, more than the limit of 8 GB (80% of the available memory)" in err
+
+
+def test_memory_estimate_bounds_the_measured_peak():
+    # one ReLU FRN of depth 1e7 measured 2.46 GB above a bare jax import (see meanfield/_plan.py)
+    from meanfield._plan import trajectory_bytes
+
+    assert 2.46e9 < trajectory_bytes(10**7) < 2 * 2.46e9

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 
 import numpy as np
 
-from ..activations import BUILTIN
-from ..spec import ARCHS, Spec
+from ..spec import ACTIVATIONS, ALPHA_ACTIVATIONS, ARCHS, NEUTRAL, Spec
 from ..trajectory import FIELDS, Trajectory, json_name
+
+#: Defaults of the flags that default to None (so that an explicit flag can be told from a default).
+DEFAULTS = {**NEUTRAL, "sb2": 0.0, "p0": 1.0, "gamma0": 0.5}
 
 
 def die(message: str) -> None:
@@ -24,34 +27,82 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
                   depth_help: str | None = "number of layers L >= 1") -> None:
     """The network flags of ``meanfield theory`` (and of every subcommand that takes one network).
 
-    ``depth_help=None`` leaves --depth out, for a subcommand that defines its own.
+    ``depth_help=None`` leaves --depth out, for a subcommand that defines its own. Flags that only some
+    networks have default to None, so that :func:`spec_from_args` can refuse them where they do not apply.
     """
     parser.add_argument("--arch", required=True, choices=archs, help="network architecture")
-    parser.add_argument("--act", required=True, choices=sorted(BUILTIN), help="activation")
-    parser.add_argument("--alpha", type=float, default=1.0, help="alpha-ReLU exponent in (1/2, 1] (default 1)")
-    for name, default, what in (("sw2", None, "sigma_w^2"), ("sv2", 1.0, "sigma_v^2 (frn only)"),
-                                ("sb2", 0.0, "sigma_b^2"), ("sa2", 0.0, "sigma_a^2 (frn only)")):
-        kw = {"required": True} if default is None else {"default": default}
-        parser.add_argument(f"--{name}", type=float, help=f"{what}, >= 0"
-                            + ("" if default is None else f" (default {default})"), **kw)
+    parser.add_argument("--act", required=True, choices=ACTIVATIONS, help="activation")
+    parser.add_argument("--alpha", type=float, help="alpha-ReLU exponent in (1/2, 1] (alpha_relu only; default 1)")
+    parser.add_argument("--sw2", type=float, required=True, help="sigma_w^2, >= 0")
+    parser.add_argument("--sv2", type=float, help="sigma_v^2, >= 0 (frn only; default 1)")
+    parser.add_argument("--sb2", type=float, help="sigma_b^2, >= 0 (default 0)")
+    parser.add_argument("--sa2", type=float, help="sigma_a^2, >= 0 (frn only; default 0)")
     if depth_help is not None:
         parser.add_argument("--depth", type=int, required=True, help=depth_help)
-    parser.add_argument("--p0", type=float, default=1.0, help="input squared length |x0|^2/N > 0 (default 1)")
-    parser.add_argument("--gamma0", type=float, default=0.5,
-                        help="input inner product x0.x0'/N, |gamma0| <= p0 (default 0.5)")
+    parser.add_argument("--p0", type=float, help="input squared length |x0|^2/N > 0 (default 1)")
+    parser.add_argument("--gamma0", type=float, help="input inner product x0.x0'/N, |gamma0| <= p0 (default 0.5)")
     if formats:
         parser.add_argument("--format", choices=formats, default=formats[0], help="output format")
 
 
+def check_applicable(args: argparse.Namespace) -> None:
+    """Exit 2 on a flag the chosen network does not have (--alpha without alpha_relu, --sv2/--sa2 off frn)."""
+    if args.alpha is not None and args.act not in ALPHA_ACTIVATIONS:
+        die(f"--alpha applies to --act alpha_relu only, not {args.act}")
+    if args.arch != "frn":
+        given = [f"--{k}" for k in ("sv2", "sa2") if getattr(args, k) is not None]
+        if given:
+            die(f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --arch frn only: the {args.arch} has no V and no a")
+
+
 def spec_from_args(args: argparse.Namespace, depth: int | None = None) -> Spec:
     """Build and validate the Spec (``depth`` overrides ``args.depth``); bad input exits with code 2 and
-    one line naming the field."""
+    one line naming the field. Nothing here imports jax before the input is known to be valid."""
+    check_applicable(args)
+    values = {k: DEFAULTS[k] if getattr(args, k) is None else getattr(args, k) for k in DEFAULTS}
     try:
         return Spec(arch=args.arch, act=args.act, depth=args.depth if depth is None else depth, sw2=args.sw2,
-                    sv2=args.sv2,
-                    sb2=args.sb2, sa2=args.sa2, alpha=args.alpha, p0=args.p0, gamma0=args.gamma0)
+                    **values)
     except ValueError as err:
         die(str(err))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable; total physical memory elsewhere)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def add_memory_arg(parser: argparse.ArgumentParser) -> None:
+    """--max-memory: the limit of :func:`check_size`."""
+    parser.add_argument("--max-memory", type=float, metavar="GB",
+                        help="refuse a run whose estimated peak memory exceeds GB gigabytes "
+                             "(default: 80%% of the memory available at start)")
+
+
+def check_size(needed: int, args: argparse.Namespace, flags: str) -> None:
+    """Exit 2 when ``needed`` bytes exceed --max-memory (or 80% of the available memory), naming ``flags``."""
+    if args.max_memory is not None:
+        if not (args.max_memory > 0 and math.isfinite(args.max_memory)):
+            die(f"--max-memory must be a number of gigabytes > 0, got {args.max_memory!r}")
+        limit, source = args.max_memory * 1e9, "--max-memory"
+    else:
+        avail = available_memory()
+        if avail is None:
+            return
+        limit, source = 0.8 * avail, "80% of the available memory"
+    if needed > limit:
+        die(f"{flags} too large: the run needs an estimated {needed / 1e9:.3g} GB, more than the limit of "
+            f"{limit / 1e9:.3g} GB ({source}); lower {flags}, or raise the limit with --max-memory GB")
 
 
 def json_ready(value):

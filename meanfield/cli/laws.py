@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from . import SUMMARY
 from .common import add_spec_args, die, json_ready, spec_from_args
 
 #: Keys always present in the output (null where a law does not apply), in this order.
@@ -14,14 +15,13 @@ EXTRA = ("p_prefactor", "s_exponent", "one_minus_e_coef", "q_star", "chi_1", "c_
 
 def register(sub) -> None:
     parser = sub.add_parser(
-        "laws", help="predicted asymptotic laws (THEORY.md section 5), optionally measured",
+        "laws", help=SUMMARY["laws"],
         description="Print the predicted laws of one network: e_star, delta_star (|e - e*| ~ l^-delta*), "
                     "p_exponent (p ~ l^k; null where growth is exponential), log_B (ReLU: R = B^L), A "
                     "(tanh: R = exp(A sqrt L)) and R_exponent (alpha-ReLU: R ~ L^k), null where a law does "
                     "not apply; for --arch ff the feedforward q*, chi_1, c*, xi_q, xi_c. With --measure "
                     "--depth L, also the values read off the theory trajectory of depth L over its last "
-                    "octave, each with its drift from the octave before. For rrn and ff, --sv2 and --sa2 "
-                    "are ignored.")
+                    "octave, each with its drift from the octave before (docs/theory.md, section 5).")
     add_spec_args(parser, formats=("table", "json"), depth_help=None)
     parser.add_argument("--measure", action="store_true",
                         help="also measure the laws on the theory trajectory of depth --depth")
@@ -34,14 +34,22 @@ def register(sub) -> None:
 def run(args) -> int:
     if args.measure and args.depth is None:
         die("--measure needs --depth L (the depth of the measured trajectory)")
+    if not args.measure:
+        given = [f"--{k}" for k in ("depth", "p0", "gamma0") if getattr(args, k) is not None]
+        if given:
+            die(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} with --measure only "
+                "(the predicted laws do not depend on the depth or the inputs)")
+    if args.measure and args.arch == "ff":
+        die("--measure applies to residual networks (frn, rrn): feedforward laws are fixed points")
     if args.depth is not None and (args.depth < 8):
         die(f"depth must be an integer >= 8 to measure a tail slope, got {args.depth!r}")
     spec = spec_from_args(args, depth=args.depth or 1)
     from .. import asymptotics as asy  # after validation: importing jax is the slow part
 
+    h = spec.hyper()
     try:
-        laws = asy.predict(args.arch, args.act, sw2=args.sw2, sv2=args.sv2, sb2=args.sb2, sa2=args.sa2,
-                           alpha=args.alpha)
+        laws = asy.predict(args.arch, args.act, sw2=float(h.sw2), sv2=float(h.sv2), sb2=float(h.sb2),
+                           sa2=float(h.sa2), alpha=float(h.alpha))
     except ValueError as err:
         die(str(err))
     d = laws.as_dict()
@@ -49,8 +57,6 @@ def run(args) -> int:
     payload.update({k: d[k] for k in KEYS + EXTRA})
     payload["laws"] = d["laws"]
     if args.measure:
-        if args.arch == "ff":
-            die("--measure applies to residual networks (frn, rrn): feedforward laws are fixed points")
         payload["depth"] = args.depth
         payload["measured"] = asy.measured_laws(spec, laws)["measured"]
     payload = json_ready(payload)

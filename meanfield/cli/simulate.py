@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from .common import add_spec_args, die, emit, spec_from_args, trajectory_payload
+from .._plan import check_args, simulation_bytes
+from . import SUMMARY
+from .common import (add_memory_arg, add_spec_args, check_applicable, check_size, die, emit, spec_from_args,
+                     trajectory_payload)
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("simulate", help="finite-width simulation of one network (THEORY.md section 8)",
+    parser = sub.add_parser("simulate", help=SUMMARY["simulate"],
                             description="Sample networks of width N at initialization, push two inputs "
                                         "(|x|^2/N = p0, x.x'/N = gamma0, zero mean) forward and a random "
                                         "+-1 gradient backward, and print the per-layer mean over samples "
-                                        "of the quantities of `meanfield theory`, each with a <key>_stderr "
-                                        "twin. For rrn and ff, --sv2 and --sa2 are ignored.")
+                                        "of the quantities of 'meanfield theory', each with a <key>_stderr "
+                                        "twin (docs/theory.md, section 8). The run's memory is estimated "
+                                        "before anything is compiled, and a run that cannot fit is refused.")
     add_spec_args(parser)
     parser.add_argument("--width", type=int, required=True, help="network width N >= 3")
     parser.add_argument("--samples", type=int, required=True, help="independent networks, >= 2")
@@ -20,20 +24,27 @@ def register(sub) -> None:
                         help="fast: exact O(N) per layer; dense: N x N matrices (default fast)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="simulation dtype (default float32; deep ReLU networks need float64)")
+    add_memory_arg(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    spec = spec_from_args(args)
-    from ..simulate import check_args, simulate  # after the spec: importing jax is the slow part
-
+    check_applicable(args)
     try:
-        check_args(args.width, args.samples, args.sampler, args.dtype)
+        width, samples, sampler, dtype = check_args(args.width, args.samples, args.sampler, args.dtype)
     except ValueError as err:
         die(str(err))
-    import jax
+    if args.depth >= 1:  # Spec names a bad depth; a valid one is checked against memory before jax loads
+        check_size(simulation_bytes(sampler, args.arch, width, args.depth, dtype.itemsize, samples), args,
+                   "--width, --depth and --samples")
+    spec = spec_from_args(args)
+    import jax  # after validation: importing jax is the slow part
 
-    mean, stderr = simulate(spec, args.width, args.samples, jax.random.key(args.seed), args.sampler, args.dtype)
+    from ..simulate import simulate
+
+    mean, stderr = simulate(spec, width, samples, jax.random.key(args.seed), sampler, dtype,
+                            progress=not args.no_progress)
     payload = trajectory_payload(mean)
     payload.update(trajectory_payload(stderr, suffix="_stderr"))
     emit(payload, args.format)
