@@ -1,4 +1,4 @@
-"""The ``meanfield`` command: one subcommand per module of this package.
+"""The meanfield command: one subcommand per module of this package.
 
     meanfield theory    mean-field trajectories (docs/theory.md, section 3)
     meanfield simulate  sampled finite-width networks, same quantities with standard errors

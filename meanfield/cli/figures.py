@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from . import SUMMARY
 from .common import die
 
 CHOICES = ("dynamics", "tanh_gradients", "phase_diagram", "exponents")
@@ -11,11 +12,11 @@ CHOICES = ("dynamics", "tanh_gradients", "phase_diagram", "exponents")
 
 def register(sub) -> None:
     parser = sub.add_parser(
-        "figures", help="rebuild the dynamics figures, phase diagram and exponent table",
+        "figures", help=SUMMARY["figures"],
         description="Rebuild figures/*.png and figures/exponents.md: theory trajectories (lines), finite-width "
                     "simulations (markers with error bars) and the asymptotic laws (dashed). The default "
                     "setting takes a few minutes on 2 CPU cores; --full uses the longer depths and larger "
-                    "simulations of the paper-quality run.")
+                    "simulations of the paper-quality run. Each figure is described in docs/figures.md.")
     parser.add_argument("--out", default="figures", help="output directory (default figures/)")
     parser.add_argument("--full", action="store_true",
                         help="paper depths: tanh theory 1e5, alpha-ReLU 1e6, simulations width 2048 x 32 to l = 300")
