@@ -1,7 +1,7 @@
-"""An independent, straightforward implementation of THEORY.md sections 3-4 in numpy and scipy.
+"""An independent, straightforward implementation of docs/theory.md, sections 3 and 4, in numpy and scipy.
 
 Every transform is an adaptive ``scipy.integrate.quad`` (nested for W) evaluated per layer in a Python
-loop: slow, but sharing no code with the JAX engine beyond the formulas of THEORY.md. Tests use it as
+loop: slow, but sharing no code with the JAX engine beyond the formulas of docs/theory.md. Tests use it as
 the referee and ``experiments/bench_theory.py`` as the speed baseline.
 """
 
@@ -156,7 +156,7 @@ half_sq_diff_ = _at_unit_variance(half_sq_diff, lambda a: a)
 
 
 def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0.5):
-    """THEORY.md section 3 recursions, layer by layer, with the transforms above (no log domain).
+    """docs/theory.md, section 3 recursions, layer by layer, with the transforms above (no log domain).
 
     Returns a dict of numpy arrays of length depth + 1 (NaN where undefined) and the scalar ``log_R``.
     """
@@ -166,7 +166,7 @@ def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0
     L = depth
     out = {k: np.full(L + 1, nan) for k in ("p", "q", "gamma", "lambda", "e", "s", "mu",
                                             "chi", "chi_a", "chi_b", "chi_w", "chi_v")}
-    # gamma follows THEORY.md (through W); s = p + p' - 2 gamma is tracked on its own through
+    # gamma follows docs/theory.md (through W); s = p + p' - 2 gamma is tracked on its own through
     # V - W = (1/2) E[(phi(x) - phi(y))^2], because 2 (p - gamma) cancels when e -> 1.
     p, g, mu, s = p0, gamma0, 0.0, 2.0 * (p0 - gamma0)
     out["p"][0], out["gamma"][0], out["mu"][0], out["s"][0] = p, g, mu, s

@@ -21,7 +21,7 @@ FIELDS = (
 
 
 class Trajectory(NamedTuple):
-    """Per-layer quantities of THEORY.md section 2 (a pytree; stack, slice and vmap it freely)."""
+    """Per-layer quantities of docs/theory.md, section 2 (a pytree; stack, slice and vmap it freely)."""
 
     p: object
     q: object

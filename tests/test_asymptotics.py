@@ -1,4 +1,4 @@
-"""Predicted laws (THEORY.md section 5) against their own equations and against long theory trajectories."""
+"""Predicted laws (docs/theory.md, section 5) against their own equations and against long theory trajectories."""
 
 import json
 import math
@@ -130,7 +130,7 @@ def test_alpha_relu_R_exponent_independent_of_variances():
 
 def test_tanh_frn_A_by_local_slope_at_depth_1e4():
     laws = asy.predict("frn", "tanh", **TANH_FRN)
-    assert laws.A == pytest.approx(1.4669, abs=1e-4)  # THEORY.md section 6
+    assert laws.A == pytest.approx(1.4669, abs=1e-4)  # docs/theory.md, section 6
     t = trajectory(mf.Spec("frn", "tanh", 10_000, **TANH_FRN))
     m = asy.measure(t, laws)
     assert m["A"]["value"] == pytest.approx(laws.A, rel=0.03)

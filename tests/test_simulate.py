@@ -95,7 +95,7 @@ def test_chi_w_is_the_per_entry_mean_square_of_the_weight_gradient():
     """The rank-one shortcut equals the mean over the N x N entries of the real gradient dE/dW^(l).
 
     Autodiff through explicitly drawn weights (network 0 of the dense sampler, rebuilt from its keys)
-    gives dE/dW; chi_w must be mean_ij (dE/dW_ij)^2, not N times it (THEORY.md's chi_w =
+    gives dE/dW; chi_w must be mean_ij (dE/dW_ij)^2, not N times it (the chi_w of docs/theory.md =
     sv2 chi V'(q) p^(l-1) is O(1)). Same for chi_v and chi_b.
     """
     from meanfield.simulate import _split_key, _start
