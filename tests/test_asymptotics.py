@@ -230,3 +230,36 @@ def test_erf_frn_shares_the_saturating_laws():
     m = asy.measure(trajectory(mf.Spec("frn", "erf", 10_000, **TANH_FRN)), laws)
     assert m["A"]["value"] == pytest.approx(laws.A, rel=0.01)
     assert m["delta_star_corrected"]["value"] == pytest.approx(laws.delta_star, rel=0.02)
+
+
+@pytest.mark.parametrize("act", ["tanh", "erf", "relu", "alpha_relu"])
+@pytest.mark.parametrize("sa2", [0.0, 0.5])
+def test_frn_without_residual_branch_has_flat_laws(act, sa2):
+    # sv2 = 0: x^(l) = x^(l-1) + a^(l); p grows by sa2 per layer and no gradient explodes (R = 1)
+    laws = asy.predict("frn", act, sw2=1.0, sv2=0.0, sa2=sa2, alpha=0.8 if act == "alpha_relu" else 1.0)
+    assert laws.p_exponent == (1.0 if sa2 else 0.0) and laws.laws["R"] == "R = 1"
+    t = trajectory(mf.Spec("frn", act, 50, sw2=1.0, sv2=0.0, sa2=sa2, **({"alpha": 0.8} if act == "alpha_relu" else {})))
+    np.testing.assert_allclose(t.p, 1.0 + sa2 * np.arange(51), rtol=1e-13)
+    assert float(t.log_R) == 0.0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--p0", "2"], "--p0 applies with --measure only"),
+    (["--depth", "100"], "--depth applies with --measure only"),
+    (["--act", "relu", "--alpha", "0.7"], "--alpha applies to --act alpha_relu only, not relu"),
+    (["--arch", "rrn", "--sa2", "1"], "--sa2 applies to --arch frn only"),
+])
+def test_cli_laws_inapplicable_flags_exit_2(argv, message, capsys):
+    base = {"--arch": "frn", "--act": "tanh", "--sw2": "1"}
+    args = ["laws"] + [x for k, v in base.items() if k not in argv for x in (k, v)] + argv
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_cli_laws_with_sv2_zero(capsys):
+    assert main(["laws", "--arch", "frn", "--act", "tanh", "--sw2", "1", "--sv2", "0", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["A"] == 0.0 and out["p_exponent"] == 0.0

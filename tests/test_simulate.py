@@ -279,15 +279,36 @@ def test_cli_prints_theory_keys_with_stderr_twins(capsys):
 
 @pytest.mark.parametrize("flags,field", [(["--width", "1", "--samples", "3"], "width"),
                                          (["--width", "8", "--samples", "1"], "samples"),
-                                         (["--width", "8", "--samples", "3", "--sw2", "-1"], "sw2")])
+                                         (["--width", "8", "--samples", "3", "--sw2", "-1"], "sw2"),
+                                         (["--width", "8", "--samples", "3", "--sw2", "-1,1"],
+                                          "argument --sw2: invalid float value: '-1,1'"),
+                                         (["--width", "8", "--samples", "3", "--sa2", "1", "--arch", "rrn"],
+                                          "--sa2 applies to --arch frn only"),
+                                         (["--width", "100000", "--samples", "4", "--sampler", "dense"],
+                                          "--width, --depth and --samples too large: the run needs an "
+                                          "estimated 40 GB, more than the limit of 10 GB (--max-memory)"),
+                                         ])
 def test_cli_bad_input_exits_2_with_one_line(capsys, flags, field):
     cli = _cli()
-    argv = ["simulate", "--arch", "frn", "--act", "tanh", "--sw2", "1", "--depth", "3"] + flags
+    # a repeated flag (--arch) takes its last value
+    argv = ["simulate", "--arch", "frn", "--act", "tanh", "--sw2", "1", "--depth", "3", "--max-memory", "10"] + flags
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and field in err
+
+
+def test_progress_bar_does_not_change_the_numbers(capsys):
+    spec = mf.Spec("frn", "tanh", 6, sw2=np.array([0.5, 1.5]), sb2=0.1)
+    key = jax.random.key(3)
+    # a budget of one network per chunk: 6 compiled calls with the progress bar, one lax.map without
+    kw = dict(memory_bytes=1, dtype="float64")
+    plain = networks(spec, 16, 3, key, **kw)
+    shown = networks(spec, 16, 3, key, progress=True, **kw)
+    for field in FIELDS:
+        np.testing.assert_allclose(getattr(shown, field), getattr(plain, field), rtol=1e-12, err_msg=field)
+    assert "simulate" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------- slow
