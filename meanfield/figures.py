@@ -152,6 +152,17 @@ def _log_errorbar(ax, mask, l, log_y, log_se, color, label):
 
 
 # ---------------------------------------------------------------------------------- dynamics
+def _simulate(net: Net, settings: Settings, depth: int, dtype: str):
+    """Finite-width (mean, stderr) of ``net`` at depth ``depth`` with the settings' width, samples and seed."""
+    import jax
+
+    from .simulate import simulate
+
+    mean, se = simulate(net.spec(depth), settings.width, settings.samples, jax.random.key(settings.seed),
+                        "fast", dtype)
+    return mean.to_numpy(), se.to_numpy()
+
+
 def _law_curves(net: Net, laws: asy.Laws, l, th):
     """(p, gap, s, R) law curves on layers ``l`` with labels; None where the figure shows no law.
 
@@ -163,13 +174,21 @@ def _law_curves(net: Net, laws: asy.Laws, l, th):
     anchored = f"(anchored at l = {L:g})"
     if net.family == "tanh":
         kappa = laws.p_prefactor
-        out["p"] = (kappa * l, f"law p = (σv²+σa²) l = {kappa:g} l")
         s_coef = 2 * (1 - laws.e_star) * kappa
-        out["s"] = (s_coef * l, f"law s = 2(1−e*)(σv²+σa²) l = {s_coef:g} l")
+        delta = f"l^-{laws.delta_star:.3f}"
+        if net.arch == "rrn":  # x <- phi(Wx + b) + x: no V and no a, so p grows by Vphi(q) -> 1 a layer
+            p_label = "law p = l (each layer adds Vφ(q) → 1)"
+            s_label = f"law s = 2(1−e*) l = {s_coef:g} l, e* = 0"
+            delta, R_law = f"l^(2/π − 1) = {delta}", f"exp(A √l), A = (4/3)√(2/π) σw = {laws.A:.3f}"
+        else:
+            p_label = f"law p = (σv²+σa²) l = {kappa:g} l"
+            s_label = f"law s = 2(1−e*)(σv²+σa²) l = {s_coef:g} l"
+            R_law = f"exp({laws.A:.3f} √l)"
+        out["p"] = (kappa * l, p_label)
+        out["s"] = (s_coef * l, s_label)
         gap_L = abs(th.e[L] - laws.e_star)
-        out["gap"] = (gap_L * (l / L) ** -laws.delta_star, f"law ∝ l^-{laws.delta_star:.3f} {anchored}")
-        out["R"] = (np.exp(laws.A * (np.sqrt(l) - math.sqrt(L)) + th.log_R_of[L]),
-                    f"law ∝ exp({laws.A:.3f} √l) {anchored}")
+        out["gap"] = (gap_L * (l / L) ** -laws.delta_star, f"law ∝ {delta} {anchored}")
+        out["R"] = (np.exp(laws.A * (np.sqrt(l) - math.sqrt(L)) + th.log_R_of[L]), f"law ∝ {R_law} {anchored}")
     elif net.family == "alpha":
         k = laws.p_exponent
         out["p"] = (laws.p_prefactor * l**k, f"law p = {laws.p_prefactor:.3g} l^{k:g}")
@@ -206,9 +225,6 @@ def dynamics_figure(net: Net, settings: Settings = QUICK, out_dir: str = "figure
     Theory to ``settings.depth(net)`` layers; simulation (fast sampler, float64 for the ReLU family) to
     ``settings.sim_depth`` layers at ``settings.width`` and ``settings.samples`` networks. Returns the path.
     """
-    import jax
-
-    from .simulate import simulate
     from .theory import trajectory
 
     plt = _pyplot()
@@ -218,9 +234,7 @@ def dynamics_figure(net: Net, settings: Settings = QUICK, out_dir: str = "figure
     t = th.t
     dtype = "float32" if net.family == "tanh" else "float64"
     sim_depth = min(settings.sim_depth, L)
-    mean, se = simulate(net.spec(sim_depth), settings.width, settings.samples, jax.random.key(settings.seed),
-                        "fast", dtype)
-    mean, se = mean.to_numpy(), se.to_numpy()
+    mean, se = _simulate(net, settings, sim_depth, dtype)
 
     relu = net.family == "relu"
     # ReLU: p, s and R grow like B^l (overflowing float64 near l = 1700 for B = 1.5) and the exact law
@@ -302,17 +316,83 @@ def dynamics_figure(net: Net, settings: Settings = QUICK, out_dir: str = "figure
 
 
 # --------------------------------------------------------------------------------- tanh gradients
-def tanh_gradients_figure(settings: Settings = QUICK, out_dir: str = "figures") -> str:
-    """chi, chi_b, chi_w of a tanh FRN over l = 1..grad_depth against exp(-A sqrt l) (THEORY.md section 6).
+#: (field, symbol, colour, coefficient c_log of log l in the law A sqrt(l) + c_log log l + c): chi_b = sv2 chi
+#: Vphi'(q) with Vphi'(q) ~ q^(-1/2) and q ~ l gives +1/2; chi_w = chi_b p^(l-1) with p ~ l gives -1/2.
+GRADIENT_FIELDS = (("chi", "χ", "C0", 0.0), ("chi_b", "χ_b", "C1", 0.5), ("chi_w", "χ_w", "C2", -0.5))
+#: The bottom layer of each gradient quantity: chi is defined at the input (layer 0), chi_b and chi_w at
+#: the parameters of layers 1..L.
+_BOTTOM = {"chi": 0, "chi_b": 1, "chi_w": 1}
 
-    Gradients are shown relative to chi^(0): chi^(l) / chi^(0) = 1 / R(l) depends only on the layers
-    below l, so the simulation (shallower) and the theory (depth ``grad_depth``) share one curve. Laws:
-    chi^(l)/chi^(0) ~ exp(-A sqrt l); chi_b / chi -> sv2 kappa / sqrt(q), chi_w / chi -> (chi_b / chi) p.
-    Right panel: the local slope d log R / d sqrt(L) approaching A.
+
+def _log_gradients(log_chi, log_p, sv2: float, sw2: float) -> dict:
+    """log chi, log chi_b, log chi_w of one theory trajectory at layers 0..L (chi_b, chi_w NaN at 0).
+
+    Computed in the log domain only: chi_b = sv2 chi Vphi'(q) overflows wherever chi does (float32 beyond
+    log chi = 88), so Vphi'(q^(l)) is read off the backward recursion chi^(l-1) = chi^(l) (1 + sv2 sw2
+    Vphi'(q^(l))) (THEORY.md section 3) instead of from the engine's chi_b.
     """
-    import jax
+    log_chi = np.asarray(log_chi, np.float64)
+    log_vp = np.log(np.expm1(log_chi[:-1] - log_chi[1:]) / (sv2 * sw2))
+    log_b = np.concatenate([[np.nan], math.log(sv2) + log_chi[1:] + log_vp])
+    log_w = np.concatenate([[np.nan], log_b[1:] + np.asarray(log_p, np.float64)[:-1]])
+    return {"chi": log_chi, "chi_b": log_b, "chi_w": log_w}
 
-    from .simulate import simulate
+
+def tanh_gradient_curves(traj, laws: asy.Laws) -> dict:
+    """The theory and law curves of :func:`tanh_gradients_figure`: one tanh FRN trajectory of depth L and
+    the :class:`~meanfield.asymptotics.Laws` of the same network (its variances are read from ``laws.params``).
+
+    Layers are counted from the top, as the gradient is backpropagated. Returns a dict of float64 arrays:
+
+    * ``l``: 1..L; for each gradient quantity (``chi``, ``chi_b``, ``chi_w``), ``growth[field]``: log of its
+      value at the bottom layer over its value at the top layer of a network of depth l, i.e. after
+      backpropagating through all l layers: log chi^(0)/chi^(l) (= log R(l)) and log chi_b^(1)/chi_b^(l),
+      log chi_w^(1)/chi_w^(l) (NaN at l = 1, where bottom and top coincide). These grow like
+      exp(A sqrt l), so ``law[field]`` is A sqrt(l) + c_log log l + c (c_log from :data:`GRADIENT_FIELDS`, c
+      fitted at l = L) with A = ``laws.A``, stored as ``law_A``.
+    * ``from_top``: log chi^(L-l)/chi^(L), the gradient of the one network of depth L, l layers below its
+      top, and ``from_top_law`` = A (sqrt L - sqrt(L - l)), the same law in this indexing; it equals
+      ``growth['chi']`` at l = L only: for l << L it grows like A l / (2 sqrt L), not like A sqrt l.
+    """
+    t = traj
+    L = int(np.shape(t.log_chi)[-1]) - 1
+    l = np.arange(1, L + 1, dtype=np.float64)
+    logs = _log_gradients(t.log_chi, t.log_p, laws.params["sv2"], laws.params["sw2"])
+    A = float(laws.A)
+    growth, law = {}, {}
+    for field, _, _, c_log in GRADIENT_FIELDS:
+        y = logs[field][_BOTTOM[field]] - logs[field][1:]
+        if _BOTTOM[field]:
+            y[0] = np.nan  # l = 1: the bottom layer is the top layer
+        shape = A * np.sqrt(l) + c_log * np.log(l)
+        growth[field], law[field] = y, shape + (y[-1] - shape[-1])
+    from_top = logs["chi"][L - l.astype(int)] - logs["chi"][L]
+    return dict(l=l, L=L, growth=growth, law=law, law_A=A, from_top=from_top,
+                from_top_law=A * (math.sqrt(L) - np.sqrt(L - l)))
+
+
+def _log_log_panel(ax, mask: _Masker, xlabel: str, ylabel: str, title: str, legend_loc: str):
+    """Log-log axes with labels, title, grid and legend; the masked-point count goes under the x label."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc=legend_loc)
+    mask.note(ax)
+
+
+def tanh_gradients_figure(settings: Settings = QUICK, out_dir: str = "figures") -> str:
+    """chi, chi_b, chi_w of the tanh FRN against exp(A sqrt l), l counted from the top (THEORY.md section 6).
+
+    (a) The paper's form: log of each gradient quantity at the bottom of a depth-l network over its value
+    at the top (l layers backpropagated), l = 1..``grad_depth`` on log-log axes, with the dashed law
+    A sqrt(l) + const (:func:`tanh_gradient_curves`); theory lines, simulation markers (float32, depth
+    ``sim_depth``). (b) The same backpropagation inside one network of depth L: log chi^(L-l)/chi^(L)
+    against A (sqrt L - sqrt(L - l)), for L = ``grad_depth`` (theory) and L = ``sim_depth`` (theory and
+    simulation). (c) The local slope d log R / d sqrt(L) approaching A. Returns the path.
+    """
     from .theory import trajectory
 
     plt = _pyplot()
@@ -321,65 +401,63 @@ def tanh_gradients_figure(settings: Settings = QUICK, out_dir: str = "figures") 
     p = TANH_FRN
     L = settings.grad_depth
     t = trajectory(net.spec(L)).to_numpy()
-    sim_depth = min(settings.sim_depth, L)
-    mean, se = simulate(net.spec(sim_depth), settings.width, settings.samples, jax.random.key(settings.seed),
-                        "fast", "float32")
-    mean, se = mean.to_numpy(), se.to_numpy()
-    l = np.arange(1, L + 1, dtype=np.float64)
-    li = l.astype(int)
-    kappa = asy.KAPPA["tanh"]
-    rel = lambda x, lc: np.asarray(x)[li] * np.exp(-lc)  # noqa: E731
-    lc0 = t.log_chi[0]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 5.2), gridspec_kw=dict(width_ratios=(1.35, 1)))
-    mask = _Masker()
-    anchor = -laws.A * (np.sqrt(l) - math.sqrt(L)) + (t.log_chi[L] - lc0)  # law through the theory at l = L
-    chi_law = np.exp(anchor)
-    qp = p["sw2"] * (p["sv2"] + p["sa2"]) * l
-    chi_b_law = chi_law * p["sv2"] * kappa / np.sqrt(qp)
-    chi_w_law = chi_b_law * (p["sv2"] + p["sa2"]) * l  # p^(l-1) ~ (sv2 + sa2) l
-    sl = _sim_layers(sim_depth, log=True)
-    sl_w = sl[sl >= 2]
-    for name, th_y, law, color, sim in (
-        ("χ", rel(t.chi, lc0), chi_law, "C0", (mean.chi, se.chi, sl)),
-        ("χ_b", rel(t.chi_b, lc0), chi_b_law, "C1", (mean.chi_b, se.chi_b, sl)),
-        ("χ_w", rel(t.chi_w, lc0), chi_w_law, "C2", (mean.chi_w, se.chi_w, sl_w)),
-    ):
-        ax.plot(l, mask(th_y), color=color, label=f"{name}⁽ˡ⁾/χ⁽⁰⁾ theory", **THEORY_STYLE)
-        m, s, layers = sim
-        # relative error of the ratio, ignoring the (positive) covariance: bars slightly too wide
-        r = m[layers] / mean.chi[0]
-        r_se = r * np.hypot(s[layers] / m[layers], se.chi[0] / mean.chi[0])
-        _errorbar(ax, mask, layers, r, r_se, color, f"{name} simulation N={settings.width}")
-        ax.plot(l, mask(law), **LAW_STYLE, label=None)
-    ax.plot([], [], **LAW_STYLE, label=f"laws: χ ∝ exp(−A√l), A = {laws.A:.4f} (anchored at l = {L:,});\n"
-                                        "χ_b = χ σv² κ/√q, χ_w = χ_b p with q, p ∝ l")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("layer l")
-    ax.set_ylabel("gradient quantity at layer l, relative to χ⁽⁰⁾ (input layer)")
-    ax.set_title("(a) χ, χ_b, χ_w against the exp(−A√l) law")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
-    mask.note(ax)
+    cur = tanh_gradient_curves(t, laws)
+    l, A = cur["l"], cur["law_A"]
+    Ls = min(settings.sim_depth, L)
+    mean, se = _simulate(net, settings, Ls, "float32")
+    sim_logs = {"chi": mean.log_chi, "chi_b": np.log(mean.chi_b), "chi_w": np.log(mean.chi_w)}
+    sim_rel = {"chi": se.log_chi, "chi_b": se.chi_b / mean.chi_b, "chi_w": se.chi_w / mean.chi_w}
+    sl = _sim_layers(Ls, log=True)
+    fig, (ax, axt, ax2) = plt.subplots(1, 3, figsize=(18, 5.6), gridspec_kw=dict(width_ratios=(1.3, 1.1, 1)))
 
-    log_R = t.log_chi[0] - t.log_chi
-    lm, slope = asy.local_slope(np.arange(L + 1.0), log_y=log_R, scale="sqrt")
+    mask = _Masker()
+    for field, name, color, _ in GRADIENT_FIELDS:
+        b = _BOTTOM[field]  # chi_b, chi_w: from l = 2, where the bottom layer 1 is below the top one
+        ratio = f"{name}⁽{'⁰' if b == 0 else '¹'}⁾/{name}⁽ˡ⁾"
+        ax.plot(l[b:], mask(cur["growth"][field][b:]), color=color, label=f"log {ratio} theory", **THEORY_STYLE)
+        layers = sl[sl > b]
+        y = sim_logs[field][b] - sim_logs[field][layers]
+        y_se = np.hypot(sim_rel[field][b], sim_rel[field][layers])
+        _errorbar(ax, mask, layers, y, y_se, color, f"log {ratio} simulation N={settings.width}")
+        ax.plot(l[b:], mask(cur["law"][field][b:]), **LAW_STYLE)
+    ax.plot([], [], **LAW_STYLE, label=f"law A√l + c (χ), A√l ± ½ log l + c (χ_b, χ_w), c fitted at "
+                                       f"l = {L:,};\nA = (4/3)√(2/π) σv² σw / √(σv²+σa²) = {A:.4f}")
+    _log_log_panel(ax, mask, "l (layers from the top: backpropagated through a network of depth l to its bottom)",
+                   "log(gradient at the bottom / gradient at the top)",
+                   "(a) log χ, log χ_b, log χ_w ∝ A√l: gradients grow like exp(A√l)", "lower right")
+
+    mt = _Masker()
+    axt.plot(l, mt(cur["from_top"]), color="C0", label=f"theory, L = {L:,}", **THEORY_STYLE)
+    axt.plot(l, mt(cur["from_top_law"]), **LAW_STYLE, label="law A(√L − √(L−l))")
+    # the depth-Ls network has the same layers 1..Ls (the forward pass does not see the layers above)
+    ls = np.arange(1, Ls + 1)
+    log_chi = np.asarray(t.log_chi, np.float64)
+    axt.plot(ls, mt(log_chi[Ls - ls] - log_chi[Ls]), color="C9", label=f"theory, L = {Ls}", **THEORY_STYLE)
+    layers = sl[sl <= Ls]
+    _errorbar(axt, mt, layers, sim_logs["chi"][Ls - layers] - sim_logs["chi"][Ls],
+              np.hypot(sim_rel["chi"][Ls - layers], sim_rel["chi"][Ls]), "C9",
+              f"simulation N={settings.width}, L = {Ls}")
+    axt.plot(ls, mt(A * (math.sqrt(Ls) - np.sqrt(Ls - ls))), **LAW_STYLE)
+    _log_log_panel(axt, mt, "l (layers from the top of one network of depth L)", "log χ⁽ᴸ⁻ˡ⁾/χ⁽ᴸ⁾",
+                   "(b) one network of depth L: ≈ A(√L − √(L−l)), ∝ l for l ≪ L", "upper left")
+
+    log_R = cur["growth"]["chi"]
+    lm, slope = asy.local_slope(l, log_y=log_R, scale="sqrt")
     ok = lm >= 2
     ax2.plot(lm[ok], slope[ok], color="C0", label="theory: d log R / d√L over [L/2, L]", **THEORY_STYLE)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ax2.plot(lm[ok], log_R[lm[ok].astype(int)] / np.sqrt(lm[ok]), color="C4", lw=1.2,
-                 label="theory: log R / √L")
-    ax2.axhline(laws.A, label=f"law A = (4/3)√(2/π) σv² σw / √(σv²+σa²) = {laws.A:.4f}", **LAW_STYLE)
-    value, drift = asy.tail_slope(np.arange(L + 1.0), log_R, scale="sqrt", depth=L)
+    ax2.plot(l[1:], log_R[1:] / np.sqrt(l[1:]), color="C4", lw=1.2, label="theory: log R / √L")
+    ax2.axhline(A, label=f"law A = {A:.4f}", **LAW_STYLE)
+    value, drift = asy.tail_slope(l, log_R, scale="sqrt", depth=L)
     ax2.set_xscale("log")
     ax2.set_xlabel("depth L")
-    ax2.set_ylabel("growth rate of log R in √L")
-    ax2.set_title(f"(b) local slope at L = {L:,}: {value:.4f} ± {drift:.1e} ({100 * (value / laws.A - 1):+.2f}%)")
+    ax2.set_ylabel("growth rate of log R = log χ⁽⁰⁾/χ⁽ᴸ⁾ in √L")
+    ax2.set_title(f"(c) local slope at L = {L:,}: {value:.4f} ± {drift:.1e} ({100 * (value / A - 1):+.2f}%)")
     ax2.grid(True, alpha=0.3)
     ax2.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"tanh FRN gradients (σw²={p['sw2']:g}, σv²={p['sv2']:g}, σb²={p['sb2']:g}, "
-                 f"σa²={p['sa2']:g}): lines theory to l = {L:,}, markers simulation (width {settings.width}, "
-                 f"{settings.samples} networks, ±1 s.e.), dashed law", fontsize=10)
+                 f"σa²={p['sa2']:g}, p0 = 1): lines theory (mean field), markers simulation (width "
+                 f"{settings.width}, {settings.samples} networks, depth {Ls}, ±1 s.e.), dashed laws",
+                 fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     path = os.path.join(out_dir, "tanh_gradients.png")
     fig.savefig(path, dpi=110)

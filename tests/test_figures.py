@@ -1,10 +1,13 @@
-"""Smoke tests: the figure builders and ``meanfield figures`` run at tiny settings and write real files."""
+"""The figure builders: smoke tests at tiny settings (``meanfield figures`` writes real files), and the curves
+the tanh gradient figure and the tanh RRN panel draw."""
 
 import numpy as np
 import pytest
 
+from meanfield import asymptotics as asy
 from meanfield import figures as F
 from meanfield.cli import main
+from meanfield.theory import trajectory
 
 
 def _is_png(path):
@@ -28,6 +31,74 @@ def test_gradient_and_phase_figures_and_table(tmp_path):
     for net in F.NETWORKS:
         assert net.title in table
     assert "--measure --depth" in table
+
+
+@pytest.fixture(scope="module")
+def tanh_frn_curves():
+    net = F.NETWORKS[1]
+    assert net.params == F.TANH_FRN and net.arch == "frn"
+    laws = net.laws()
+    return F.tanh_gradient_curves(trajectory(net.spec(2000)), laws), laws
+
+
+def test_tanh_gradient_curves_count_layers_from_the_top(tanh_frn_curves):
+    cur, _ = tanh_frn_curves
+    l, growth = cur["l"], cur["growth"]
+    assert l[0] == 1 and l[-1] == cur["L"] == 2000
+    # backpropagated from the top, every gradient quantity grows with l (the old figure drew it falling)
+    for field in ("chi", "chi_b", "chi_w"):
+        y = growth[field][2:]
+        assert np.all(np.isfinite(y)) and np.all(np.diff(y) > 0), field
+    assert np.isnan(growth["chi_b"][0]) and np.isnan(growth["chi_w"][0])  # l = 1: bottom = top
+    assert growth["chi"][-1] > 50  # log R(2000) ~ A sqrt(2000) = 66: exp(A sqrt l) growth, not O(1)
+    # one network of depth L, l layers from its top: grows with l, meets log R at l = L, follows its law
+    top = cur["from_top"]
+    assert np.all(np.diff(top) > 0) and top[-1] == pytest.approx(growth["chi"][-1], rel=1e-12)
+    assert np.max(np.abs(top[:-1] - cur["from_top_law"][:-1]) / cur["from_top_law"][:-1]) < 0.02
+
+
+def test_tanh_gradient_law_has_the_predicted_A(tanh_frn_curves):
+    cur, laws = tanh_frn_curves
+    A = (4 / 3) * np.sqrt(2 / np.pi) * 1.5 * 1.3 / np.sqrt(1.5 + 0.5)  # THEORY.md section 5
+    assert laws.A == pytest.approx(A, rel=1e-12) and cur["law_A"] == laws.A
+    assert laws.A == pytest.approx(1.4669, abs=5e-5)
+    l = cur["l"]
+    for field, _, _, c_log in F.GRADIENT_FIELDS:
+        # dashed law = A sqrt(l) + c_log log l + c: its slope in sqrt(l) is A to rounding
+        rest = cur["law"][field] - c_log * np.log(l)
+        slope = (rest[-1] - rest[99]) / (np.sqrt(l[-1]) - np.sqrt(l[99]))
+        assert slope == pytest.approx(laws.A, rel=1e-12), field
+        assert np.ptp(rest - laws.A * np.sqrt(l)) < 1e-9
+        assert cur["law"][field][-1] == pytest.approx(cur["growth"][field][-1], rel=1e-12)  # anchored at L
+        # and the theory follows it: within 2.5% of the law over the last decade
+        tail = slice(199, None)
+        assert np.max(np.abs(cur["growth"][field][tail] / cur["law"][field][tail] - 1)) < 0.025, field
+    # the growth rate of log R in sqrt(L) approaches A (0.3% at L = 2000)
+    value, _ = asy.tail_slope(l, cur["growth"]["chi"], scale="sqrt", depth=2000)
+    assert value == pytest.approx(laws.A, rel=3e-3)
+
+
+def test_log_gradients_agree_with_the_engine():
+    net = F.NETWORKS[1]
+    t = trajectory(net.spec(40))  # shallow: the engine's chi_b, chi_w are finite in any precision
+    logs = F._log_gradients(t.log_chi, t.log_p, net.params["sv2"], net.params["sw2"])
+    for field in ("chi_b", "chi_w"):
+        np.testing.assert_allclose(logs[field][1:], np.log(getattr(t, field)[1:]), rtol=1e-5)
+
+
+def test_tanh_rrn_law_labels_name_only_rrn_parameters():
+    rrn, frn = F.NETWORKS[0], F.NETWORKS[1]
+    assert rrn.arch == "rrn" and frn.arch == "frn"
+    for net in (rrn, frn):
+        L = 64
+        th = F._TheoryView(trajectory(net.spec(L)))
+        labels = " ".join(lab for _, lab in F._law_curves(net, net.laws(), np.arange(1.0, L + 1), th).values())
+        if net is rrn:  # x <- phi(Wx + b) + x has no V and no a
+            assert "σv" not in labels and "σa" not in labels
+            assert "(4/3)√(2/π) σw" in labels and f"{(4 / 3) * np.sqrt(2 / np.pi):.3f}" in labels
+            assert "law p = l " in labels and "l^(2/π − 1)" in labels
+        else:
+            assert "(σv²+σa²)" in labels
 
 
 def test_masker_counts_and_hides_bad_values():
