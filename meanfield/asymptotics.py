@@ -409,6 +409,7 @@ def tail_slope(l, log_y, *, scale: str = "log", depth: int | None = None) -> tup
     return float(last), float(abs(last - prev))
 
 
+@in_float64
 def measure(traj: Trajectory, laws: Laws) -> dict:
     """Measure the laws of ``laws`` on one network's trajectory (docs/theory.md, section 5), at its depth L.
 
@@ -467,6 +468,7 @@ def measure(traj: Trajectory, laws: Laws) -> dict:
     return out
 
 
+@in_float64
 def saturating_gap_correction(laws: Laws) -> float:
     """D of the second term of e - e* = C l^(-delta*) + D l^(-1/2) for a tanh (or erf) FRN; 0 elsewhere.
 
@@ -488,6 +490,7 @@ def saturating_gap_correction(laws: Laws) -> float:
     return g / (laws.delta_star - 0.5)
 
 
+@in_float64
 def reduced_gap_slope(laws: Laws, e: float) -> float:
     """-d log|e - e*| / d log l of the leading-order (nonlinear) dynamics of e, at the value e.
 
@@ -512,6 +515,7 @@ def reduced_gap_slope(laws: Laws, e: float) -> float:
     return -rate / gap
 
 
+@in_float64
 def reduced_e_path(laws: Laws, l0: float, e0: float, l) -> np.ndarray:
     """e^(l) of the leading-order dynamics de / d log l = rate(e) (see :func:`reduced_gap_slope`).
 

@@ -78,6 +78,8 @@ assert t.p.dtype == np.float64 and t.log_R.dtype == np.float64
 mean, _ = simulate.simulate(mf.Spec("frn", "relu", 3), 8, 2, jax.random.key(0), dtype="float64")
 assert mean.p.dtype == np.float64
 asymptotics.predict("frn", "tanh", sw2=1.0)
+alpha_laws = asymptotics.predict("frn", "alpha_relu", sw2=1.0, alpha=0.75)
+asymptotics.measure(theory.trajectory(mf.Spec("frn", "alpha_relu", 64, alpha=0.75)), alpha_laws)
 asymptotics.ff_q_star(mf.tanh, 1.0, 0.1)
 assert jax.config.jax_enable_x64 is {x64}
 assert jnp.ones(2).dtype == ("float64" if {x64} else "float32")
