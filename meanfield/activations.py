@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,8 @@ import numpy as np
 from jax.scipy.special import erf, gammaln
 
 from . import quadrature as quad
+from . import tables
+from ._x64 import in_float64
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -51,29 +53,97 @@ class Activation:
     #: (log_q, delta, alpha) -> 1 - corr(log_q, 1 - delta): given where it can be computed without the
     #: cancellation of 1 - corr near c = 1 (ReLU correlations converge to 1 like 1/l^2).
     decorr: Callable | None = None
+    #: Tabulated activations (tanh, ``custom``): the quadrature rules the table is checked against
+    #: and that answer outside its range of q; and the table itself (:class:`meanfield.tables.Lazy`).
+    exact: Activation | None = None
+    table: tables.Lazy | None = None
+    #: Tabulated activations: the same transforms without the per-call range check, for an engine that
+    #: checks ``table.covers(q)`` itself and reruns with this activation otherwise (see theory.py).
+    unchecked: Activation | None = None
 
     def one_minus_corr(self, log_q, delta, alpha=1.0):
         if self.decorr is not None:
             return self.decorr(log_q, delta, alpha)
         return 1.0 - self.corr(log_q, 1.0 - delta, alpha)
 
-    # Plain transforms, for users and tests (float64 when x64 is on).
+    # Plain transforms, for users and tests: computed in float64 (inputs are read as float64).
+    @in_float64
     def V(self, q, alpha=1.0):
         return jnp.exp(self.log_V(jnp.log(jnp.asarray(q, float)), alpha))
 
+    @in_float64
     def Vp(self, q, alpha=1.0):
         return jnp.exp(self.log_Vp(jnp.log(jnp.asarray(q, float)), alpha))
 
+    @in_float64
     def W(self, q, lam, alpha=1.0):
         q = jnp.asarray(q, float)
         log_q = jnp.log(q)
         return jnp.exp(self.log_V(log_q, alpha)) * self.corr(log_q, jnp.asarray(lam, float) / q, alpha)
 
+    @in_float64
     def M(self, q, alpha=1.0):
         return self.M_scaled(jnp.log(jnp.asarray(q, float)), 0.0, alpha)
 
     def __repr__(self):
         return f"Activation({self.name!r})"
+
+
+#: Range of q the tables of tanh and ``custom`` activations cover (with a margin): the range over which
+#: the transforms are verified; outside it their quadrature rules answer.
+TABLE_Q_RANGE = (1e-6, 1e8)
+
+
+def _tabulated(exact: Activation, rules: tables.ExactRules, key: Callable[[], str],
+               q_range=TABLE_Q_RANGE) -> Activation:
+    """``exact`` with its transforms read from a table (built from ``rules`` on first use).
+
+    ``rules`` may be slower and more accurate than ``exact``'s own transforms, which answer outside the
+    table's range and everywhere if the table fails its check (see :mod:`meanfield.tables`).
+    """
+    lo, hi = (float(x) for x in q_range)
+    if not 0 < lo < hi:
+        raise ValueError(f"q_range must satisfy 0 < lo < hi, got {q_range!r}")
+    layout = tables.Layout(math.log(lo) - 0.1, math.log(hi) + 0.1, odd=exact.odd)
+    lazy = tables.Lazy(exact.name, key, layout, rules)
+    fallback = tables.ExactRules(
+        log_V=lambda u: exact.log_V(u, 1.0),
+        log_Vp=lambda u: exact.log_Vp(u, 1.0),
+        corr=lambda u, c: exact.corr(u, c, 1.0),
+        decorr=lambda u, delta: exact.one_minus_corr(u, delta, 1.0),
+        M_over_sqrt_V=None if exact.odd else lambda u: exact.M_scaled(u, 0.5 * exact.log_V(u, 1.0), 1.0),
+    )
+
+    def transforms(check: tables.ExactRules | None) -> dict:
+        def log_V(log_q, alpha=1.0):
+            t = lazy.get()
+            return exact.log_V(log_q, alpha) if t is None else tables.log_V(t, check, log_q)
+
+        def log_Vp(log_q, alpha=1.0):
+            t = lazy.get()
+            return exact.log_Vp(log_q, alpha) if t is None else tables.log_Vp(t, check, log_q)
+
+        def corr(log_q, c, alpha=1.0):
+            t = lazy.get()
+            return exact.corr(log_q, c, alpha) if t is None else tables.corr(t, check, log_q, c)
+
+        def decorr(log_q, delta, alpha=1.0):
+            t = lazy.get()
+            if t is None:
+                return exact.one_minus_corr(log_q, delta, alpha)
+            return tables.one_minus_corr(t, check, log_q, delta)
+
+        def M_scaled(log_q, log_s, alpha=1.0):
+            t = lazy.get()
+            if t is None or exact.odd:
+                return exact.M_scaled(log_q, log_s, alpha)
+            return tables.M_over_sqrt_V(t, check, log_q) * jnp.exp(0.5 * log_V(log_q) - log_s)
+
+        return dict(log_V=log_V, log_Vp=log_Vp, corr=corr, decorr=decorr, M_scaled=M_scaled, exact=exact,
+                    table=lazy)
+
+    unchecked = dataclasses.replace(exact, **transforms(None))
+    return dataclasses.replace(exact, **transforms(fallback), unchecked=unchecked)
 
 
 # ----------------------------------------------------------------------------------------------- ReLU
@@ -257,8 +327,9 @@ assert _YB.size == _N_INNER and _WA.size == _N_INNER
 
 
 # Outer panels: 16 keep 5e-10 up to q = 1e8; 10 keep 9e-10 up to q = _Q_SPLIT (the panels grow by a
-# ratio (38 sqrt q)^(1/P), and the error is set by that ratio). Sweeps spend most of their
-# two-dimensional evaluations below _Q_SPLIT, so they take the cheaper rule there.
+# ratio (38 sqrt q)^(1/P), and the error is set by that ratio); 24 keep ~2e-12 up to 1e8 (measured
+# against meanfield.reference). The quadrature path takes 10 below _Q_SPLIT and 16 above; the tables
+# (which carry tanh at run time, see _TANH_BUILD_RULE) are built with 24.
 _Q_SPLIT = 1e4
 _OUTER_PANELS_SMALL_Q, _OUTER_PANELS = 10, 16
 
@@ -353,8 +424,22 @@ def _tanh_large_sigma(q, delta):
 _BLOCK = 16  # points per block of the two-dimensional rule
 
 
-def _split_eval(q, delta, cheap, full):
-    """``cheap`` everywhere, then ``full`` only where sigma < _SIGMA_SPLIT, in compacted blocks.
+class _Rule(NamedTuple):
+    """Settings of the tanh quadrature: where the large-sigma series takes over, outer panel counts."""
+
+    sigma_split: float
+    panels_small_q: int  # q <= _Q_SPLIT
+    panels: int
+
+
+#: The quadrature path (<= 5e-10 relative up to q = 1e8) and the table build (~1e-11, 3-4x slower; the
+#: series is 1e-13 at sigma = 14): one rule throughout, so the tabulated functions have no seams.
+_TANH_FAST_RULE = _Rule(_SIGMA_SPLIT, _OUTER_PANELS_SMALL_Q, _OUTER_PANELS)
+_TANH_BUILD_RULE = _Rule(14.0, 24, 24)
+
+
+def _split_eval(q, delta, cheap, full, rule=_TANH_FAST_RULE):
+    """``cheap`` everywhere, then ``full`` only where sigma < rule.sigma_split, in compacted blocks.
 
     Grids mix the regimes (sigma grows with depth); evaluating the two-dimensional rule only on the
     points that need it, with the outer panel count their q needs, is what keeps deep tanh sweeps fast.
@@ -364,13 +449,15 @@ def _split_eval(q, delta, cheap, full):
     shape = q.shape
     q, delta = q.ravel(), delta.ravel()
     out, sigma = cheap(q, delta)
-    need = sigma < _SIGMA_SPLIT
+    need = sigma < rule.sigma_split
     small_q = q <= _Q_SPLIT
     n = q.size
     if n <= _BLOCK:
-        vals = jnp.where(small_q, full(q, delta, _OUTER_PANELS_SMALL_Q), full(q, delta, _OUTER_PANELS))
+        vals = full(q, delta, rule.panels)
+        if rule.panels_small_q != rule.panels:
+            vals = jnp.where(small_q, full(q, delta, rule.panels_small_q), vals)
         return jnp.where(need, vals, out).reshape(shape)
-    for mask, n_panels in ((need & small_q, _OUTER_PANELS_SMALL_Q), (need & ~small_q, _OUTER_PANELS)):
+    for mask, n_panels in ((need & small_q, rule.panels_small_q), (need & ~small_q, rule.panels)):
         idx = jnp.nonzero(mask, size=n, fill_value=0)[0]
         count = jnp.sum(mask)
 
@@ -385,23 +472,23 @@ def _split_eval(q, delta, cheap, full):
     return out.reshape(shape)
 
 
-def _tanh_W_split(q, c):
+def _tanh_W_split(q, c, rule=_TANH_FAST_RULE):
     c = jnp.clip(c, -1.0, 1.0)
 
     def cheap(q, delta):
         rest, sigma = _tanh_large_sigma(q, delta)
         return 2.0 / jnp.pi * jnp.arcsin(1.0 - delta) + rest, sigma
 
-    return _split_eval(q, 1.0 - c, cheap, lambda q, delta, n_panels: _tanh_W(q, 1.0 - delta, n_panels))
+    return _split_eval(q, 1.0 - c, cheap, lambda q, delta, n_panels: _tanh_W(q, 1.0 - delta, n_panels), rule)
 
 
-def _tanh_corr(log_q, c, alpha=1.0):
+def _tanh_corr(log_q, c, alpha=1.0, rule=_TANH_FAST_RULE):
     q = jnp.exp(log_q)
     # c = 1 means identical pre-activations: W = V exactly (the two rules agree only to ~1e-10)
-    return jnp.where(c >= 1.0, 1.0, _tanh_W_split(q, c) / jnp.exp(_tanh_log_V(log_q)))
+    return jnp.where(c >= 1.0, 1.0, _tanh_W_split(q, c, rule) / jnp.exp(_tanh_log_V(log_q)))
 
 
-def _tanh_decorr(log_q, delta, alpha=1.0):
+def _tanh_decorr(log_q, delta, alpha=1.0, rule=_TANH_FAST_RULE):
     q = jnp.exp(log_q)
 
     def cheap(q, delta):
@@ -410,10 +497,11 @@ def _tanh_decorr(log_q, delta, alpha=1.0):
         arccos = 2.0 * jnp.arcsin(jnp.sqrt(0.5 * jnp.clip(delta, 0.0, 2.0)))
         return 2.0 / jnp.pi * arccos - _tanh_moments(q)[2] - rest, sigma
 
-    return _split_eval(q, delta, cheap, _tanh_half_sq_diff) / jnp.exp(_tanh_log_V(log_q))
+    return _split_eval(q, delta, cheap, _tanh_half_sq_diff, rule) / jnp.exp(_tanh_log_V(log_q))
 
 
-tanh = Activation(
+#: tanh by quadrature alone: what the tables are checked against, and what answers outside their range.
+tanh_quadrature = Activation(
     name="tanh",
     phi=lambda x, alpha=1.0: jnp.tanh(x),
     dphi=lambda x, alpha=1.0: _sech2(x),
@@ -423,6 +511,20 @@ tanh = Activation(
     M_scaled=lambda log_q, log_s, alpha=1.0: jnp.zeros_like(log_q - log_s),
     odd=True,
     decorr=_tanh_decorr,
+)
+
+#: Version of the tanh rules the table is built from: part of the table's cache key.
+_TANH_RULE_VERSION = "tanh-quadrature-1"
+
+tanh = _tabulated(
+    tanh_quadrature,
+    tables.ExactRules(
+        log_V=_tanh_log_V,
+        log_Vp=_tanh_log_Vp,
+        corr=lambda u, c: _tanh_corr(u, c, rule=_TANH_BUILD_RULE),
+        decorr=lambda u, delta: _tanh_decorr(u, delta, rule=_TANH_BUILD_RULE),
+    ),
+    key=lambda: f"{_TANH_RULE_VERSION} {_TANH_BUILD_RULE}",
 )
 
 

@@ -135,6 +135,18 @@ def _batched(h: Hyper, *, arch: str, act: Activation, depth: int) -> Trajectory:
     return jax.shard_map(core, mesh=mesh, in_specs=PartitionSpec("grid"), out_specs=PartitionSpec("grid"))(h)
 
 
+def _run_chunk(h: Hyper, spec: Spec) -> Trajectory:
+    """One chunk. A tabulated activation (tanh, custom) runs on its table without a per-layer range
+    check (a conditional in the scan costs more than the lookup), and again with the check if some q
+    left the table's range."""
+    act = spec.act
+    if act.unchecked is not None:
+        out = _batched(h, arch=spec.arch, act=act.unchecked, depth=spec.depth)
+        if act.table.covers(out.q):
+            return out
+    return _batched(h, arch=spec.arch, act=act, depth=spec.depth)
+
+
 def trajectory(spec: Spec, *, chunk_size: int | None = None, progress: bool = False) -> Trajectory:
     """Mean-field trajectory of ``spec``, layers l = 0..L on the last axis (float64 numpy arrays).
 
@@ -173,7 +185,7 @@ def _trajectory(spec: Spec, chunk: int, progress: bool) -> Trajectory:
         if pad:  # repeat the last point: padded lanes are valid networks, cut off below
             part = [np.concatenate([x, np.repeat(x[-1:], pad)]) for x in part]
         args = Hyper(*(jnp.asarray(x) if sharding is None else jax.device_put(x, sharding) for x in part))
-        out = _batched(args, arch=spec.arch, act=spec.act, depth=spec.depth)
+        out = _run_chunk(args, spec)
         pieces.append(jax.tree.map(lambda a: np.asarray(a)[: chunk - pad], out))
     stacked = [np.concatenate([getattr(pc, f) for pc in pieces]) for f in Trajectory._fields]
     return Trajectory(*(np.reshape(a, shape + a.shape[1:]) for a in stacked))

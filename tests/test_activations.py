@@ -10,9 +10,17 @@ from scipy import integrate, special
 
 import meanfield as mf
 from meanfield import reference as ref
+from meanfield._x64 import float64
 from meanfield.activations import J_alpha
 
 warnings.filterwarnings("ignore", category=integrate.IntegrationWarning)
+
+
+@pytest.fixture(autouse=True)
+def _in_float64():
+    # the log-domain transforms and J_alpha are engine internals: they run in the engines' float64 scope
+    with float64():
+        yield
 
 
 @pytest.mark.parametrize("value, expected", [
