@@ -28,15 +28,14 @@ import sys
 from _reference_sweep import run
 
 BASE = ["--arch", "frn", "--act", "alpha_relu", "--sw2", "1", "--sv2", "1", "--sa2", "0.5", "--sb2", "0.5"]
-SETTINGS = {
-    "quick": ["--alpha", "0.55:1:7", "--depth", "10,25,50,100,200,300", "--quick", "--lr", "0.0001"],
-    "full": ["--alpha", "0.55:1:10", "--depth", "10:300:30", "--width", "256", "--epochs", "30", "--batch", "128",
-             "--lr", "0.0001", "--seeds", "3"],
+GRIDS = {
+    "quick": ["--alpha", "0.55:1:7", "--depth", "10,25,50,100,200,300", "--lr", "0.001"],
+    "reference": ["--alpha", "0.55:1:10", "--depth", "10,25,50,75,100,150,200,300"],
 }
 
 
 def main(argv=None) -> int:
-    return run("alpha_relu", BASE, SETTINGS, __doc__.split("\n\n")[0], argv)
+    return run("alpha_relu", BASE, GRIDS, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

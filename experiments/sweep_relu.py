@@ -29,15 +29,14 @@ import sys
 from _reference_sweep import run
 
 BASE = ["--arch", "frn", "--act", "relu", "--sv2", "1", "--sa2", "0.5", "--sb2", "0.5"]
-SETTINGS = {
-    "quick": ["--sw2", "0:1.5:7", "--depth", "10,25,50,100,150,200,300", "--quick", "--lr", "0.0001"],
-    "full": ["--sw2", "0:1.5:16", "--depth", "10:300:30", "--width", "256", "--epochs", "30", "--batch", "128",
-             "--lr", "0.0001", "--seeds", "3"],
+GRIDS = {
+    "quick": ["--sw2", "0:1.5:7", "--depth", "10,25,50,100,150,200,300", "--lr", "0.001"],
+    "reference": ["--sw2", "0:1.5:10", "--depth", "10,25,50,75,100,150,200,300"],
 }
 
 
 def main(argv=None) -> int:
-    return run("relu", BASE, SETTINGS, __doc__.split("\n\n")[0], argv)
+    return run("relu", BASE, GRIDS, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

@@ -31,21 +31,23 @@ import sys
 from _reference_sweep import run
 
 BASE = ["--arch", "frn", "--act", "tanh", "--sb2", "0.5"]
+# sw2 log-spaced over the paper's [0.1, 2]; depths over [10, 300], denser where sw2 L ~ 150 puts the
+# ridge inside the sw2 range (L >~ 75)
+SW2 = ",".join(f"{0.1 * 20 ** (i / 9):.4g}" for i in range(10))
+DEPTHS = "10,25,50,75,100,150,200,300"
 # sv2 / sa2 pairs with sv2^2 / (sv2 + sa2) = 1.125 and sa2 / sv2 = 0, 1/3, 1, 2
 VARIANT = ["--sv2", "1.125,1.5,2.25,3.375", "--sa2", "0,0.5,2.25,6.75", "--zip", "sv2,sa2"]
-SETTINGS = {
+GRIDS = {
     "quick": ["--sw2", "0.1:2:9", "--sv2", "1.5", "--sa2", "0.5", "--depth", "10,30,60,100,140,170,200,250,300",
-              "--quick", "--lr", "0.004", "--seeds", "2"],
-    "full": ["--sw2", "0.1:2:20", "--sv2", "1.5", "--sa2", "0.5", "--depth", "10:300:30", "--width", "256",
-             "--epochs", "30", "--batch", "128", "--lr", "0.004", "--seeds", "3"],
-    "variant_quick": ["--sw2", "0.1:2:6", *VARIANT, "--depth", "50,100,200,300", "--quick", "--lr", "0.004"],
-    "variant_full": ["--sw2", "0.1:2:20", *VARIANT, "--depth", "10:300:30", "--width", "256", "--epochs", "30",
-                     "--batch", "128", "--lr", "0.004", "--seeds", "3"],
+              "--lr", "0.003162", "--seeds", "2"],
+    "reference": ["--sw2", SW2, "--sv2", "1.5", "--sa2", "0.5", "--depth", DEPTHS],
+    "variant_quick": ["--sw2", "0.1:2:6", *VARIANT, "--depth", "50,100,200,300", "--lr", "0.003162"],
+    "variant_reference": ["--sw2", SW2, *VARIANT, "--depth", "25,50,100,150,200,300"],
 }
 
 
 def main(argv=None) -> int:
-    return run("tanh", BASE, SETTINGS, __doc__.split("\n\n")[0], argv, variant=True)
+    return run("tanh", BASE, GRIDS, __doc__.split("\n\n")[0], argv, variant=True)
 
 
 if __name__ == "__main__":

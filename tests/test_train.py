@@ -1,4 +1,4 @@
-"""MNIST sweeps (issue #5): data readers, model at initialization, grid trainer, sweeps, CLI, heatmaps.
+"""MNIST sweeps: data readers, model at initialization, grid trainer, sweeps, CLI, analysis, figures.
 
 Training tests use a tiny synthetic MNIST-shaped set and tiny widths so the whole file runs in about a
 minute on two cores; they share one static training configuration to share compilations.
@@ -23,13 +23,15 @@ import pytest
 import meanfield
 from meanfield.cli import main
 from meanfield.train import data as data_mod
-from meanfield.train import heatmap, sweep, trainer
+from meanfield.train import analysis, heatmap, sweep, trainer
 from meanfield.train.data import MNIST, DataError, load_mnist, read_idx, subset
-from meanfield.train.model import Variances, apply, init_params, residual_stream
-from meanfield.train.sweep import COLUMNS, SweepConfig, SweepError, parse_list, run_sweep
-from meanfield.train.trainer import TrainConfig, train_grid
+from meanfield.train.config import COLUMNS, SweepConfig, SweepError, TrainConfig, effective, parse_list, settings
+from meanfield.train.model import NetworkSettings, apply, init_params, residual_stream
+from meanfield.train.sweep import output_lock, run_sweep
+from meanfield.train.trainer import train_grid
 
-TINY = TrainConfig(width=8, epochs=2, batch=16, lr=0.01)
+TINY = TrainConfig(width=8, epochs=2, batch=16)
+LR = 0.01
 
 
 def synthetic_mnist(n_train=64, n_test=32, seed=0) -> MNIST:
@@ -146,7 +148,7 @@ def test_subsets_are_deterministic_and_nested(tiny_data):
 
 # ------------------------------------------------------------------------------------------ model
 def test_init_variances_and_structure():
-    var = Variances(1.7, 0.6, 0.3, 0.2, 1.0)
+    var = NetworkSettings(1.7, 0.6, 0.3, 0.2, 1.0)
     n, depth = 128, 6
     p = init_params(jax.random.PRNGKey(0), var, arch="frn", width=n, depth=depth)
     b = p["blocks"]
@@ -165,7 +167,7 @@ def test_init_variances_and_structure():
 
 def test_scan_matches_layer_by_layer():
     act = meanfield.get_activation("alpha_relu")
-    var = Variances(1.2, 0.8, 0.1, 0.1, 0.75)
+    var = NetworkSettings(1.2, 0.8, 0.1, 0.1, 0.75)
     p = init_params(jax.random.PRNGKey(3), var, arch="frn", width=16, depth=4)
     x = jax.random.normal(jax.random.PRNGKey(4), (5, 784), jnp.float32)
     got = jax.jit(apply, static_argnames=("arch", "act"))(p, 0.75, x, arch="frn", act=act)
@@ -186,7 +188,7 @@ def test_relu_frn_forward_length_matches_exact_law():
 
     @jax.jit
     def lengths(key):
-        p = init_params(key, Variances(sw2, sv2, sb2, sa2, 1.0), arch="frn", width=n, depth=depth)
+        p = init_params(key, NetworkSettings(sw2, sv2, sb2, sa2, 1.0), arch="frn", width=n, depth=depth)
         xl = residual_stream(p, 1.0, x, arch="frn", act=act)
         return jnp.mean((x @ p["embed_w"]) ** 2), jnp.mean(xl**2)
 
@@ -205,10 +207,10 @@ def test_grid_learns_and_divergence_is_isolated(tiny_data):
     relu = meanfield.get_activation("relu")
     kw = dict(arch="frn", act=relu, depth=2, cfg=TINY)
     # third member: variances so large that the first forward pass overflows (diverged in epoch 1)
-    a = train_grid(Variances(np.array([0.5, 1.0, 1e30]), np.array([1.0, 1.0, 1e30]), 0.1, 0.1, 1.0),
+    a = train_grid(NetworkSettings(np.array([0.5, 1.0, 1e30]), np.array([1.0, 1.0, 1e30]), 0.1, 0.1, 1.0, LR),
                    [0, 1, 2], tiny_data, **kw)
     # third member: finite at initialization, but its first updates are astronomically large
-    b = train_grid(Variances(np.array([0.5, 1.0, 1e12]), np.array([1.0, 1.0, 1e12]), 0.1, 0.1, 1.0),
+    b = train_grid(NetworkSettings(np.array([0.5, 1.0, 1e12]), np.array([1.0, 1.0, 1e12]), 0.1, 0.1, 1.0, LR),
                    [0, 1, 2], tiny_data, **kw)
     np.testing.assert_array_equal(a.diverged_epoch, [0, 0, 1])
     assert b.diverged_epoch[2] >= 1 and np.isfinite(b.test_acc[2]) and np.isfinite(a.test_acc[2])
@@ -219,13 +221,30 @@ def test_grid_learns_and_divergence_is_isolated(tiny_data):
     assert np.all(a.train_acc[:2] > 0.3), a.train_acc  # learnable data: far above chance after 2 epochs
 
 
+def test_learning_rate_is_per_network_and_validation_is_scored(tiny_data):
+    """Two copies of one network at two learning rates in one grid end exactly as each alone; the
+    validation split is scored (NaN without one)."""
+    tanh = meanfield.get_activation("tanh")
+    kw = dict(arch="frn", act=tanh, depth=2, cfg=TINY)
+    data = subset(tiny_data, None, None, 16)
+    var = NetworkSettings(0.8, 1.0, 0.1, 0.1, 1.0, np.array([1e-3, 5e-2]))
+    both = train_grid(var, [5, 5], data, **kw)
+    alone = [train_grid(var._replace(lr=lr), [5], data, **kw) for lr in (1e-3, 5e-2)]
+    assert abs(both.train_loss[0] - both.train_loss[1]) > 1e-3
+    np.testing.assert_allclose(both.train_loss, [a.train_loss[0] for a in alone], rtol=1e-5)
+    assert np.all((both.val_acc >= 0) & (both.val_acc <= 1))
+    assert np.all(np.isnan(train_grid(var, [5, 5], tiny_data, **kw).val_acc))
+    with pytest.raises(ValueError, match="lr must be given"):
+        train_grid(var._replace(lr=None), [5, 5], tiny_data, **kw)
+
+
 def test_no_recompilation_for_new_variances(tiny_data):
     tanh = meanfield.get_activation("tanh")
     kw = dict(arch="rrn", act=tanh, depth=3, cfg=TINY)
-    train_grid(Variances(np.array([0.5, 1.0]), 1.0, 0.0, 0.0, 1.0), [0, 0], tiny_data, **kw)
+    train_grid(NetworkSettings(np.array([0.5, 1.0]), 1.0, 0.0, 0.0, 1.0, LR), [0, 0], tiny_data, **kw)
     sizes = (trainer.init_grid._cache_size(), trainer.train_epoch_grid._cache_size(),
              trainer.evaluate_grid._cache_size())
-    train_grid(Variances(np.array([1.5, 0.1]), 1.0, 0.3, 0.0, 1.0), [3, 4], tiny_data, **kw)
+    train_grid(NetworkSettings(np.array([1.5, 0.1]), 1.0, 0.3, 0.0, 1.0, np.array([0.02, 0.003])), [3, 4], tiny_data, **kw)
     assert (trainer.init_grid._cache_size(), trainer.train_epoch_grid._cache_size(),
             trainer.evaluate_grid._cache_size()) == sizes
 
@@ -237,10 +256,11 @@ def test_sharded_grid_matches_single_device(tmp_path):
         sys.path.insert(0, %r)
         from test_train import synthetic_mnist, TINY
         from meanfield.train.trainer import train_grid, init_grid, grid_shardings
-        from meanfield.train.model import Variances
+        from meanfield.train.model import NetworkSettings
+        LR = %r
         assert len(jax.devices()) == 4
         d = synthetic_mnist()
-        var = Variances(np.array([0.3, 0.9, 1.6]), 1.0, 0.1, 0.1, 1.0)
+        var = NetworkSettings(np.array([0.3, 0.9, 1.6]), 1.0, 0.1, 0.1, 1.0, LR)
         kw = dict(arch="frn", act=meanfield.get_activation("tanh"), depth=2, cfg=TINY)
         seen = []
         many = train_grid(var, [0, 1, 2], d, on_epoch=lambda e, s: seen.append(
@@ -250,7 +270,7 @@ def test_sharded_grid_matches_single_device(tmp_path):
         np.testing.assert_allclose(many.test_acc, one.test_acc, atol=1e-6)
         np.testing.assert_allclose(many.train_loss, one.train_loss, rtol=1e-4)
         print("OK")
-    """ % os.path.dirname(__file__))
+    """ % (os.path.dirname(__file__), LR))
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
@@ -272,7 +292,7 @@ def test_parse_list():
 
 def _tiny_sweep(**kw) -> SweepConfig:
     base = dict(arch="frn", act="tanh", depth=(2, 3), sw2=(0.5, 1.5), sv2=(1.0,), sb2=(0.1,), sa2=(0.1,),
-                seeds=1, train=TINY)
+                seeds=1, train=TINY, lr=(LR,), val_subset=16)
     base.update(kw)
     return SweepConfig(**base)
 
@@ -292,7 +312,7 @@ def test_sweep_writes_rows_and_resumes(tmp_path, tiny_data, monkeypatch, capsys)
     assert all(r["diverged"] == "0" and 0 <= float(r["test_acc"]) <= 1 for r in rows)
     config = json.load(open(os.path.join(out, "config.json")))
     assert config["sweep"]["sw2"] == [0.5, 1.5] and "p0" in config["input_stats"]
-    assert "ETA" in capsys.readouterr().err
+    assert "4/4 done" in capsys.readouterr().err
 
     # interrupted during the second group: its rows are missing and a row is half written
     path = os.path.join(out, "results.csv")
@@ -301,8 +321,8 @@ def test_sweep_writes_rows_and_resumes(tmp_path, tiny_data, monkeypatch, capsys)
         f.writelines(lines[:3])
         f.write(lines[3][:10])
     calls = []
-    real = sweep.train_grid
-    monkeypatch.setattr(sweep, "train_grid", lambda var, seeds, *a, **k: calls.append(len(seeds)) or real(
+    real = trainer.train_grid
+    monkeypatch.setattr(trainer, "train_grid", lambda var, seeds, *a, **k: calls.append(len(seeds)) or real(
         var, seeds, *a, **k))
     with pytest.raises(SweepError, match="--resume"):
         run_sweep(cfg, out, data=tiny_data)
@@ -319,11 +339,11 @@ def test_sweep_writes_rows_and_resumes(tmp_path, tiny_data, monkeypatch, capsys)
 
 def test_zip_pairs_axes_and_presets():
     cfg = _tiny_sweep(sv2=(1.0, 2.0), sa2=(0.5, 1.0), zip=("sv2", "sa2"))
-    grid = sweep.settings(sweep.effective(cfg))
+    grid = settings(effective(cfg))
     assert len(grid) == 4 and {(g["sv2"], g["sa2"]) for g in grid} == {(1.0, 0.5), (2.0, 1.0)}
-    he = sweep.effective(_tiny_sweep(init="he"))
+    he = effective(_tiny_sweep(init="he"))
     assert (he.sw2, he.sv2, he.sb2, he.sa2) == ((2.0,), (2.0,), (0.0,), (0.0,))
-    rrn = sweep.effective(_tiny_sweep(arch="rrn", sv2=(3.0,)))
+    rrn = effective(_tiny_sweep(arch="rrn", sv2=(3.0,)))
     assert rrn.sv2 == (1.0,) and rrn.sa2 == (0.0,) and rrn.alpha == (1.0,)
     with pytest.raises(SweepError, match="equal lengths"):
         sweep.validate(_tiny_sweep(sv2=(1.0, 2.0), sa2=(0.5,), zip=("sv2", "sa2")))
@@ -335,7 +355,8 @@ def no_training(monkeypatch):
     """Fail loudly if a bad-input test gets as far as loading data or compiling anything."""
     def boom(*a, **k):
         raise AssertionError("reached data loading or training")
-    monkeypatch.setattr(sweep, "train_grid", boom)
+    monkeypatch.setattr(trainer, "train_grid", boom)
+    monkeypatch.setattr(sweep, "load_mnist", boom)
     monkeypatch.setattr(data_mod, "load_mnist", boom)
     monkeypatch.setattr("meanfield.train.data.load_mnist", boom)
     return boom
@@ -373,7 +394,7 @@ def test_cli_bad_alpha_and_missing_data(tmp_path, capsys, monkeypatch):
         main(["train", "--arch", "frn", "--act", "alpha_relu", "--alpha", "0.3", "--depth", "2",
               "--out", str(tmp_path / "o")])
     assert exc.value.code == 2 and "alpha must be in (0.5, 1]" in capsys.readouterr().err
-    monkeypatch.setattr(sweep, "train_grid", lambda *a, **k: pytest.fail("trained despite bad data"))
+    monkeypatch.setattr(trainer, "train_grid", lambda *a, **k: pytest.fail("trained despite bad data"))
     missing = tmp_path / "idx"
     missing.mkdir()
     with pytest.raises(SystemExit) as exc:
@@ -387,7 +408,8 @@ def test_cli_end_to_end_on_user_npz(tmp_path, tiny_data, capsys):
     np.savez(npz, **tiny_data._asdict())
     out = tmp_path / "run"
     argv = ["train", "--arch", "rrn", "--act", "tanh", "--sw2", "0.5,1.5", "--depth", "2,3", "--width", "8",
-            "--epochs", "2", "--batch", "16", "--data", str(npz), "--out", str(out), "--no-plots",
+            "--epochs", "2", "--batch", "16", "--val-subset", "16", "--lr", "0.01", "--data", str(npz), "--out",
+            str(out), "--no-plots",
             "--no-progress"]
     assert main(argv) == 0
     rows = _rows(out / "results.csv")
@@ -402,65 +424,194 @@ def test_cli_end_to_end_on_user_npz(tmp_path, tiny_data, capsys):
     assert exc.value.code == 2 and "cannot resume" in capsys.readouterr().err
 
 
-# -------------------------------------------------------------------------------------- heatmaps
+# -------------------------------------------------------------------------------------- analysis
 def test_ridge_fit_recovers_sw2_L_const():
     sw2 = np.exp(np.linspace(np.log(0.05), np.log(20), 25))
     depths = np.array([20, 40, 80, 160, 320])
     X, L = np.meshgrid(sw2, depths)
     acc = np.exp(-np.log(X * L / 150.0) ** 2)
-    r = heatmap.fit_ridge(X.ravel(), L.ravel(), acc.ravel())
+    r = analysis.fit_ridge(X.ravel(), L.ravel(), acc.ravel())
     assert r["n_fit"] == 5 and r["n_edge"] == 5
     assert abs(r["slope_b"] + 1) < 0.05 and 130 < r["C_sw2_L"] < 170
     # the edge (accuracy halfway to chance) of exp(-u^2) lies at u = 0.77 above the peak
     assert abs(r["edge_slope_b"] + 1) < 0.05 and 130 * 2.0 < r["edge_C_sw2_L"] < 170 * 2.4
     # a flat row (no peak inside the grid) is not used for the fit
-    flat = heatmap.fit_ridge(np.array([0.1, 1.0, 2.0] * 2), np.array([10] * 3 + [20] * 3),
-                             np.array([0.9, 0.91, 0.9, 0.5, 0.9, 0.6]))
+    flat = analysis.fit_ridge(np.array([0.1, 1.0, 2.0] * 2), np.array([10] * 3 + [20] * 3),
+                              np.array([0.9, 0.91, 0.9, 0.5, 0.9, 0.6]))
     assert [p["resolved"] for p in flat["points"]] == [False, True] and flat["slope_b"] is None
 
 
-def _fake_sweep(directory, act, accuracy, sw2=(0.0, 0.5, 1.0, 1.5), depths=(10, 60, 200, 300)):
+def test_partial_rank_correlation_removes_depth():
+    rng = np.random.default_rng(0)
+    depth = np.repeat([10.0, 50, 100, 200], 25)
+    x = np.tile(np.linspace(0.1, 2, 25), 4)
+    noise = rng.normal(size=100)
+    # a predictor that only restates depth: strong plain correlation, none at fixed depth
+    acc = -depth + 5 * noise
+    pred = depth + 1e-3 * rng.normal(size=100)
+    assert analysis._spearman(pred, acc) < -0.8
+    assert abs(analysis.partial_spearman(pred, acc, depth)) < 0.25
+    # a predictor that carries what depth does not: the partial correlation keeps it
+    acc2 = -x + 0.1 * noise
+    assert analysis.partial_spearman(x + depth, acc2, depth) < -0.9
+
+
+def _write_sweep(directory, act, rows, sw2, depths, lrs=(1e-3, 1e-2), seeds=3):
+    """A sweep directory with hand-made results: rows maps (sw2, depth, lr, seed) -> (val, test, diverged)."""
     os.makedirs(directory, exist_ok=True)
-    cfg = _tiny_sweep(act=act, sw2=tuple(sw2), depth=tuple(depths), sv2=(1.0,), sb2=(0.5,), sa2=(0.5,))
+    cfg = _tiny_sweep(act=act, sw2=tuple(sw2), depth=tuple(depths), sv2=(1.0,), sb2=(0.5,), sa2=(0.5,),
+                      lr=tuple(lrs), seeds=seeds)
     with open(os.path.join(directory, "config.json"), "w") as f:
-        json.dump({"sweep": cfg.to_json(), "effective": sweep.effective(cfg).to_json(),
-                   "input_stats": {"p0": 1.0, "gamma0": 0.3}, "n_train": 64, "n_test": 32}, f)
+        json.dump({"sweep": cfg.to_json(), "effective": effective(cfg).to_json(),
+                   "input_stats": {"p0": 1.0, "gamma0": 0.3}, "n_train": 64, "n_test": 32, "n_val": 16}, f)
     with open(os.path.join(directory, "results.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
+        for (s, L, lr, seed), (val, test, div) in rows.items():
+            w.writerow(["frn", act, "linear", 1.0, s, 1.0, 0.5, 0.5, lr, L, 8, seed, 1, test, val, test, 1.0,
+                        int(div), 0.1])
+
+
+def test_learning_rate_is_selected_on_validation_never_on_test(tmp_path):
+    """Cell A: validation prefers lr 1e-3, test prefers 1e-2 -> 1e-3 and its test accuracy are reported.
+    Cell B: lr 1e-2 has the better validation accuracy but one seed diverged -> 1e-3.
+    Cell C: two of three seeds diverge at every rate -> a diverged cell (NaN), never accuracy 0.
+    Cell D: one seed of three diverged at both rates -> the mean of the other two."""
+    rows = {}
+    for seed in range(3):
+        rows[(0.5, 10, 1e-3, seed)] = (0.90, 0.80, 0)
+        rows[(0.5, 10, 1e-2, seed)] = (0.85, 0.95, 0)
+        rows[(1.0, 10, 1e-3, seed)] = (0.70, 0.70, 0)
+        rows[(1.0, 10, 1e-2, seed)] = (0.90, 0.90, seed == 2)
+        rows[(0.5, 20, 1e-3, seed)] = (0.60, 0.60, seed > 0)
+        rows[(0.5, 20, 1e-2, seed)] = (0.60, 0.60, seed > 0)
+        rows[(1.0, 20, 1e-3, seed)] = (0.50, [0.4, 0.6, 0.1][seed], seed == 2)
+        rows[(1.0, 20, 1e-2, seed)] = (0.40, 0.40, seed == 2)
+    d = str(tmp_path / "sel")
+    _write_sweep(d, "tanh", rows, (0.5, 1.0), (10, 20))
+    config, runs = analysis.load(d)
+    out = runs.outcome("best")
+    order = [runs.cell_keys.index((1.0, s, 1.0, 0.5, 0.5, L)) for s, L in ((0.5, 10), (1.0, 10), (0.5, 20), (1.0, 20))]
+    np.testing.assert_allclose(out["lr"][order], [1e-3, 1e-3, 1e-3, 1e-3])
+    acc = out["acc"][order]
+    np.testing.assert_allclose(acc[[0, 1, 3]], [0.80, 0.70, 0.5])
+    assert np.isnan(acc[2]) and out["diverged"][order].tolist() == [False, False, True, False]
+    fixed = runs.outcome("lr=0.01")
+    np.testing.assert_allclose(fixed["acc"][order][[0, 1]], [0.95, 0.90])
+    with pytest.raises(ValueError, match="no networks at that learning rate"):
+        runs.outcome("lr=0.5")
+    summary = analysis.analyze(d, bootstrap=50)
+    assert summary["protocols"]["best"]["n_cells_diverged"] == 1
+    assert summary["protocols"]["best"]["lr_counts"] == {"0.001": 4, "0.01": 0}
+
+
+def test_tanh_analysis_recovers_ridge_with_interval(tmp_path):
+    """Accuracy peaked on sw2 L = 150 with seed noise: the ridge slope's bootstrap interval covers -1
+    and excludes 0; the summary, CLI --analyze and the figures come from results.csv alone."""
+    rng = np.random.default_rng(1)
+    sw2 = tuple(np.round(np.geomspace(0.02, 20, 16), 4))
+    depths = (25, 50, 100, 200, 400)
+    rows = {}
+    for s in sw2:
         for L in depths:
-            for s in sw2:
-                acc = accuracy(s, L)
-                w.writerow(["frn", act, 1.0, s, 1.0, 0.5, 0.5, L, 8, 0, 1, acc, acc, 1.0,
-                            int(acc < 0.11), 0.1])
+            for lr in (1e-3, 1e-2):
+                for seed in range(3):
+                    a = 0.1 + 0.85 * math.exp(-math.log(s * L / 150.0) ** 2) + rng.normal(0, 0.01)
+                    rows[(s, L, lr, seed)] = (a, a, 0)
+    d = str(tmp_path / "tanh")
+    _write_sweep(d, "tanh", rows, sw2, depths)
+    summary = analysis.write_summary(d, bootstrap=100)
+    best = summary["protocols"]["best"]
+    lo, hi = best["ridge_b"]["ci95"]
+    assert lo < -1 < hi and hi < -0.5, best["ridge_b"]
+    assert 100 < best["ridge_C"]["value"] < 220
+    assert best["rho_predictor"]["value"] is not None and best["ridge_band"] is not None
+    assert json.load(open(os.path.join(d, "summary.json")))["protocols"]["best"]["ridge_b"] == best["ridge_b"]
+    paths = heatmap.write_figures(d, summary, figures_dir=str(tmp_path / "figs"))
+    assert [os.path.basename(p) for p in paths] == ["heatmap.png", "lr_map.png", "scatter.png"]
+    assert os.path.exists(tmp_path / "figs" / "tanh_heatmap.png")
 
 
-def test_relu_heatmap_marks_overflow_and_correlates(tmp_path):
-    # accuracy that falls past the float32 overflow depth 88.7 / log(1 + sw2/2)
-    def acc(s, L):
-        return 0.1 if L * math.log1p(s / 2) > 88.7 else 0.5 + 0.3 * s
+def test_divergence_is_placed_against_the_overflow_line(tmp_path):
+    """ReLU: networks diverge beyond log p^(L) ~ 20 (far below float32 overflow, 88.72); the summary
+    reports the threshold bracket in log p^(L) and counts divergences below the overflow line."""
+    sw2, depths = (0.0, 0.5, 1.0, 1.5), (10, 60, 200, 300)
+    B = {s: 1 + s / 2 for s in sw2}
+    rows = {}
+    for s in sw2:
+        for L in depths:
+            div = L * math.log(B[s]) > 20
+            for seed in range(3):
+                rows[(s, L, 1e-3, seed)] = (0.1 if div else 0.9, 0.1 if div else 0.9, div)
     d = str(tmp_path / "relu")
-    _fake_sweep(d, "relu", acc)
-    summary = heatmap.analyze_sweep(d, figures_dir=str(tmp_path / "figs"))
-    # overflow (theory's log p^(L) > 88.72) at (sw2, L) = (1.5, 200), (1.0, 300), (1.5, 300)
-    assert summary["predictor"] == "log_s" and summary["n_overflow_cells"] == 3
-    assert summary["spearman_rho"] is not None and summary["spearman_rho_below_overflow"] > 0.5
-    assert os.path.exists(os.path.join(d, "heatmap_sw2_depth.png"))
-    assert os.path.exists(tmp_path / "figs" / "relu_scatter_log_s.png")
-    assert summary["ridges"] == []
+    _write_sweep(d, "relu", rows, sw2, depths, lrs=(1e-3,))
+    summary = analysis.analyze(d, bootstrap=20)
+    v = summary["divergence"]["per_lr"]["0.001"]
+    assert v["max_log_p_none_diverged"] < v["min_log_p_all_diverged"]
+    assert 15 < v["min_log_p_all_diverged"] < 30
+    assert summary["divergence"]["n_cells_beyond_overflow"] == 3  # (1.5, 200), (1.0, 300), (1.5, 300)
+    assert v["n_diverged_below_overflow"] == 3 * (8 - 3)
 
 
-def test_nonfinite_predictor_is_masked_and_counted(tmp_path, monkeypatch):
-    real = heatmap.theory_at
+def test_cli_analyze_committed_sweep(tmp_path, capsys):
+    """The analysis smoke test on a small committed sweep (tests/data/tiny_sweep): no training."""
+    src = os.path.join(os.path.dirname(__file__), "data", "tiny_sweep")
+    d = tmp_path / "tiny_sweep"
+    d.mkdir()
+    for name in ("config.json", "results.csv"):
+        (d / name).write_bytes(open(os.path.join(src, name), "rb").read())
+    assert main(["train", "--analyze", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "[best]" in out and "Spearman" in out and (d / "summary.json").exists() and (d / "heatmap.png").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--analyze", str(d), "--arch", "frn"])
+    assert exc.value.code == 2
 
-    def with_holes(*a, **k):
-        out = real(*a, **k)
-        out["log_s"][0] = np.nan  # first setting: predictor undefined
-        return out
 
-    monkeypatch.setattr(heatmap, "theory_at", with_holes)
-    d = str(tmp_path / "holes")
-    _fake_sweep(d, "relu", lambda s, L: 0.5 + 0.1 * s)
-    summary = heatmap.analyze_sweep(d)
-    assert summary["n_predictor_nonfinite"] == 1  # cell (sw2, L) = (0, 10)
-    assert any("NaN/inf" in line for line in heatmap.summary_lines(summary))
+# ------------------------------------------------------------------------------- output directory
+def test_second_sweep_into_a_locked_directory_exits_2(tmp_path, capsys, no_training):
+    out = tmp_path / "locked"
+    with output_lock(str(out)):
+        with pytest.raises(SystemExit) as exc:
+            main(BASE + ["--out", str(out)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"process {os.getpid()}" in err and "in use" in err
+
+
+def test_unwritable_out_exits_2_before_loading_data(tmp_path, capsys, no_training):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        main(BASE + ["--out", str(blocker / "sub")])
+    assert exc.value.code == 2 and "is a file" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ readout and data
+def test_meanfield_readout_scale_is_the_exact_relu_law():
+    from meanfield.train.predictors import readout_scale
+
+    sw2, sv2, sb2, sa2, p0 = np.array([0.5, 1.0]), 1.0, 0.5, 0.5, 1.3
+    depths = np.array([7, 30])
+    got = readout_scale("frn", "relu", {"alpha": np.ones(2), "sw2": sw2, "sv2": np.full(2, sv2),
+                                        "sb2": np.full(2, sb2), "sa2": np.full(2, sa2)}, depths, p0, 0.2)
+    B, K = 1 + sv2 * sw2 / 2, sv2 * sb2 / 2 + sa2
+    p = B**depths * (p0 + K / (B - 1)) - K / (B - 1)
+    np.testing.assert_allclose(got, p**-0.5, rtol=1e-10)
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 784), jnp.float32)
+    params = init_params(jax.random.PRNGKey(1), NetworkSettings(1.0, 1.0, 0.1, 0.1), arch="frn", width=16, depth=3)
+    act = meanfield.get_activation("relu")
+    plain = apply(params, 1.0, x, arch="frn", act=act) - params["out_b"]
+    scaled = apply(params, 1.0, x, arch="frn", act=act, out_scale=0.25) - params["out_b"]
+    np.testing.assert_allclose(scaled, 0.25 * plain, rtol=1e-5, atol=1e-6)
+
+
+def test_validation_split_is_disjoint_and_deterministic(tiny_data):
+    a = subset(tiny_data, 20, None, 10)
+    b = subset(tiny_data, None, None, 10)
+    rows = lambda x: {r.tobytes() for r in x}  # noqa: E731
+    assert len(a.x_val) == 10 and not rows(a.x_val) & rows(b.x_train)
+    assert len(b.x_train) == len(tiny_data.x_train) - 10
+    np.testing.assert_array_equal(a.x_val, b.x_val)
+    np.testing.assert_array_equal(a.x_train, b.x_train[:20])
+    with pytest.raises(ValueError, match="train_subset.*validation"):
+        subset(tiny_data, len(tiny_data.x_train), None, 10)

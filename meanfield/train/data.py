@@ -43,12 +43,15 @@ class DataError(ValueError):
 
 
 class MNIST(NamedTuple):
-    """Images as (n, 784) float32 (standardized), labels as (n,) int32 in 0..9."""
+    """Images as (n, 784) float32 (standardized), labels as (n,) int32 in 0..9; the validation split
+    (held out from the training set by :func:`subset`) is empty unless asked for."""
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    x_val: np.ndarray = np.zeros((0, N_PIXELS), np.float32)
+    y_val: np.ndarray = np.zeros((0,), np.int32)
 
     def input_stats(self, n_pairs: int = 20_000) -> tuple[float, float]:
         """(p0, gamma0) of THEORY.md for this data: mean |x|^2 / 784 and mean x . x' / 784 over pairs
@@ -195,21 +198,32 @@ def load_mnist(path: str | None = None) -> MNIST:
     return _standardize(_check(arrays, source))
 
 
-def subset(data: MNIST, n_train: int | None = None, n_test: int | None = None) -> MNIST:
-    """The first n examples of a fixed permutation (seed :data:`SUBSET_SEED`) of each split.
+def subset(data: MNIST, n_train: int | None = None, n_test: int | None = None, n_val: int = 0) -> MNIST:
+    """The first n examples of a fixed permutation (seed :data:`SUBSET_SEED`) of each split, and a
+    validation set of ``n_val`` training examples disjoint from the training subset (the *last* n_val
+    of the training permutation).
 
     Deterministic: the same n gives the same examples, and a smaller n gives a subset of a larger one.
-    None keeps the whole split.
+    None keeps the whole split (for training: all examples not held out for validation).
     """
+    n_full = len(data.x_train)
+    if isinstance(n_val, bool) or int(n_val) != n_val or not 0 <= n_val < n_full:
+        raise ValueError(f"val_subset must be an integer in [0, {n_full - 1}], got {n_val!r}")
+    n_val = int(n_val)
+    train_order = np.random.default_rng(SUBSET_SEED).permutation(n_full)
+    val_idx = train_order[n_full - n_val:]
 
-    def take(x, y, n, name):
+    def take(x, y, n, name, limit):
         if n is None:
+            n = limit
+        elif isinstance(n, bool) or int(n) != n or not 1 <= n <= limit:
+            extra = f" (the training set less {n_val} validation examples)" if name == "train_subset" and n_val else ""
+            raise ValueError(f"{name} must be an integer in [1, {limit}]{extra}, got {n!r}")
+        if n == len(x):
             return x, y
-        if isinstance(n, bool) or int(n) != n or not 1 <= n <= len(x):
-            raise ValueError(f"{name} must be an integer in [1, {len(x)}], got {n!r}")
         order = np.random.default_rng(SUBSET_SEED).permutation(len(x))[: int(n)]
         return x[order], y[order]
 
-    x_train, y_train = take(data.x_train, data.y_train, n_train, "train_subset")
-    x_test, y_test = take(data.x_test, data.y_test, n_test, "test_subset")
-    return MNIST(x_train, y_train, x_test, y_test)
+    x_train, y_train = take(data.x_train, data.y_train, n_train, "train_subset", n_full - n_val)
+    x_test, y_test = take(data.x_test, data.y_test, n_test, "test_subset", len(data.x_test))
+    return MNIST(x_train, y_train, x_test, y_test, data.x_train[val_idx], data.y_train[val_idx])

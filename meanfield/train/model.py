@@ -8,7 +8,8 @@ Blocks follow THEORY.md section 1 with the variances of a :class:`~meanfield.spe
 
 Block parameters are stacked along a leading depth axis and applied with ``lax.scan``. The embedding
 (784 -> N) has weights N(0, 1/784) and zero bias, so standardized inputs start the residual stream at
-p0 ~ 1; the readout (N -> 10) has weights N(0, 1/N) and zero bias. Neither depends on the preset.
+p0 ~ 1; the readout (N -> 10) has weights N(0, 1/N) and zero bias and acts on out_scale * x^(L)
+(out_scale = 1: the plain linear readout, whose logits grow like sqrt(p^(L)) with depth). Neither depends on the preset.
 
 Every function here handles one network; the trainer vmaps them over a grid. The random draws depend
 only on the key, and the variances scale them, so networks that share a seed share their standard
@@ -24,31 +25,31 @@ import jax
 import jax.numpy as jnp
 
 from ..activations import Activation
+from .config import INIT_PRESETS  # noqa: F401  (the presets belong to the model; defined without jax)
 
 N_IN = 784
 N_OUT = 10
 
-#: Initialization presets of ``--init``. ``spec`` uses the variances given on the command line.
-#: ``he``: W and V with 2 / fan_in (He et al. 2015), i.e. sw2 = sv2 = 2, zero biases (sb2 = sa2 = 0).
-#: ``xavier``: W and V with 2 / (fan_in + fan_out) = 1 / N for the square N x N maps, i.e. sw2 = sv2 = 1,
-#: zero biases. The embedding and readout are the same in every preset.
-INIT_PRESETS = {
-    "he": {"sw2": 2.0, "sv2": 2.0, "sb2": 0.0, "sa2": 0.0},
-    "xavier": {"sw2": 1.0, "sv2": 1.0, "sb2": 0.0, "sa2": 0.0},
-}
+class NetworkSettings(NamedTuple):
+    """The numbers that may differ between the networks of one compiled grid (scalars for one network,
+    arrays with a leading grid axis for a grid).
 
-
-class Variances(NamedTuple):
-    """Per-network numbers the model needs: the four variances (init) and alpha (forward pass)."""
+    ``sw2, sv2, sb2, sa2``: initialization variances; ``alpha``: the alpha-ReLU exponent (1 otherwise);
+    ``lr``: the learning rate (None: the :class:`~meanfield.train.trainer.TrainConfig`'s); ``out_scale``:
+    the factor applied to x^(L) before the readout (1: a plain linear readout; 1/sqrt(p^(L)) of the
+    mean-field theory: the ``meanfield`` readout of the sweeps, logits of order 1 at any depth).
+    """
 
     sw2: object
     sv2: object
     sb2: object
     sa2: object
-    alpha: object
+    alpha: object = 1.0
+    lr: object = None
+    out_scale: object = 1.0
 
 
-def init_params(key, var: Variances, *, arch: str, width: int, depth: int, dtype=jnp.float32) -> dict:
+def init_params(key, var: NetworkSettings, *, arch: str, width: int, depth: int, dtype=jnp.float32) -> dict:
     """Parameters of one network: ``embed_w, embed_b, blocks{w, b[, v, a]}, out_w, out_b``."""
     k_emb, k_w, k_b, k_v, k_a, k_out = jax.random.split(key, 6)
     n = width
@@ -90,10 +91,11 @@ def residual_stream(params: dict, alpha, x, *, arch: str, act: Activation):
     return xl
 
 
-def apply(params: dict, alpha, x, *, arch: str, act: Activation):
-    """Logits (batch, 10) of one network for inputs x (batch, 784)."""
+def apply(params: dict, alpha, x, *, arch: str, act: Activation, out_scale=1.0):
+    """Logits (batch, 10) of one network for inputs x (batch, 784); ``out_scale`` multiplies x^(L)
+    before the readout (see :class:`NetworkSettings`)."""
     xl = residual_stream(params, alpha, x, arch=arch, act=act)
-    return xl @ params["out_w"] + params["out_b"]
+    return (xl * jnp.asarray(out_scale, xl.dtype)) @ params["out_w"] + params["out_b"]
 
 
 def cross_entropy(logits, labels):

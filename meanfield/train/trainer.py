@@ -14,7 +14,6 @@ its result does not depend on which other networks share its grid.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 from typing import Callable, NamedTuple
@@ -26,57 +25,16 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ..activations import Activation
+from .config import TrainConfig
 from .data import MNIST
-from .model import Variances, apply, cross_entropy, init_params
-
-OPTIMIZERS = ("sgd", "adam")
+from .model import NetworkSettings, apply, cross_entropy, init_params
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Training hyperparameters shared by every network of a grid.
-
-    The default learning rate is the one of the reference sweeps (``experiments/sweep_*.py``): SGD
-    with momentum at lr 0.004 trains shallow networks of every variance in the tanh grid and keeps
-    the gradient-explosion fall-off of deep ones near sw2 L ~ 250 (at width 64, batch 64; larger lr
-    moves it to smaller sw2 L). Widths, batch and epochs are the paper-scale defaults; the sweeps'
-    ``--quick`` setting shrinks them for a CPU.
-
-    Args:
-      width: N, the width of the residual stream.
-      epochs: passes over the training set.
-      batch: minibatch size (the last incomplete batch of each epoch is dropped).
-      lr: learning rate.
-      momentum: heavy-ball momentum of SGD (0 for plain SGD; ignored by adam).
-      optimizer: ``sgd`` or ``adam``.
-      eval_batch: examples per forward pass during evaluation (memory only; results do not depend on it).
-    """
-
-    width: int = 128
-    epochs: int = 10
-    batch: int = 128
-    lr: float = 0.004
-    momentum: float = 0.9
-    optimizer: str = "sgd"
-    eval_batch: int = 1000
-
-    def __post_init__(self):
-        for name in ("width", "epochs", "batch", "eval_batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (np.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if not (np.isfinite(self.momentum) and 0 <= self.momentum < 1):
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-
-
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+def make_optimizer(cfg: TrainConfig, lr) -> optax.GradientTransformation:
+    """The optimizer of ``cfg`` at learning rate ``lr`` (a number or a traced per-network scalar)."""
     if cfg.optimizer == "adam":
-        return optax.adam(cfg.lr)
-    return optax.sgd(cfg.lr, momentum=cfg.momentum or None)
+        return optax.adam(lr)
+    return optax.sgd(lr, momentum=cfg.momentum or None)
 
 
 class TrainState(NamedTuple):
@@ -90,9 +48,10 @@ class TrainState(NamedTuple):
 
 
 class GridResult(NamedTuple):
-    """Per-network results (numpy, shape (G,))."""
+    """Per-network results (numpy, shape (G,)); ``val_acc`` is NaN without a validation set."""
 
     train_acc: np.ndarray
+    val_acc: np.ndarray
     test_acc: np.ndarray
     test_loss: np.ndarray
     diverged_epoch: np.ndarray
@@ -100,9 +59,9 @@ class GridResult(NamedTuple):
 
 
 # ------------------------------------------------------------------------------ one-network functions
-def _init_one(key, var: Variances, *, arch: str, width: int, depth: int, cfg: TrainConfig) -> TrainState:
+def _init_one(key, var: NetworkSettings, *, arch: str, width: int, depth: int, cfg: TrainConfig) -> TrainState:
     params = init_params(jax.random.fold_in(key, 0), var, arch=arch, width=width, depth=depth)
-    opt_state = make_optimizer(cfg).init(params)
+    opt_state = make_optimizer(cfg, var.lr).init(params)
     return TrainState(params, opt_state, jnp.array(True), jnp.array(0, jnp.int32), jnp.array(0.0, jnp.float32))
 
 
@@ -111,17 +70,17 @@ def _all_finite(tree) -> jax.Array:
     return functools.reduce(jnp.logical_and, leaves)
 
 
-def _epoch_one(state: TrainState, var: Variances, key, epoch, x, y, *, arch: str, act: Activation,
+def _epoch_one(state: TrainState, var: NetworkSettings, key, epoch, x, y, *, arch: str, act: Activation,
                cfg: TrainConfig) -> TrainState:
     """One pass over (x, y) in this network's own random order (key, epoch) with masked updates."""
     n = x.shape[0]
     steps = n // cfg.batch
     order = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(key, 1), epoch), n)
     batches = order[: steps * cfg.batch].reshape(steps, cfg.batch)
-    opt = make_optimizer(cfg)
+    opt = make_optimizer(cfg, var.lr)
 
     def loss_fn(params, xb, yb):
-        return cross_entropy(apply(params, var.alpha, xb, arch=arch, act=act), yb)
+        return cross_entropy(apply(params, var.alpha, xb, arch=arch, act=act, out_scale=var.out_scale), yb)
 
     def step(carry, idx):
         st, loss_sum, n_ok = carry
@@ -146,40 +105,41 @@ def _epoch_one(state: TrainState, var: Variances, key, epoch, x, y, *, arch: str
     return state._replace(epoch_loss=epoch_loss)
 
 
-def _eval_one(params, alpha, xs, ys, split, *, arch: str, act: Activation):
+def _eval_one(params, var: NetworkSettings, xs, ys, split, *, arch: str, act: Activation):
     """Correct counts and summed losses, per split, over padded chunks xs (c, b, 784).
 
-    ``split`` (c, b) marks each example 0 (padding), 1 (training set) or 2 (test set); returns arrays
-    of shape (2,) for (train, test). A row of logits with a NaN or inf counts as a wrong prediction.
+    ``split`` (c, b) marks each example 0 (padding), 1 (training set), 2 (test set) or 3 (validation
+    set); returns arrays of shape (3,) for (train, test, validation). A row of logits with a NaN or inf
+    counts as a wrong prediction.
     """
 
     def body(carry, inp):
         correct, loss_sum = carry
         xb, yb, sb = inp
-        logits = apply(params, alpha, xb, arch=arch, act=act)
+        logits = apply(params, var.alpha, xb, arch=arch, act=act, out_scale=var.out_scale)
         finite = jnp.all(jnp.isfinite(logits), -1)
         hit = (jnp.argmax(logits, -1) == yb) & finite
         losses = jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, yb[:, None], -1)[:, 0]
-        which = sb[None, :] == jnp.array([1, 2], sb.dtype)[:, None]  # (2, b)
+        which = sb[None, :] == jnp.array([1, 2, 3], sb.dtype)[:, None]  # (3, b)
         correct = correct + jnp.sum(which & hit[None, :], -1, dtype=jnp.int32)
         loss_sum = loss_sum + jnp.sum(jnp.where(which, losses[None, :], 0.0), -1)
         return (correct, loss_sum), None
 
-    init = (jnp.zeros(2, jnp.int32), jnp.zeros(2, jnp.float32))
+    init = (jnp.zeros(3, jnp.int32), jnp.zeros(3, jnp.float32))
     (correct, loss_sum), _ = jax.lax.scan(body, init, (xs, ys, split))
     return correct, loss_sum
 
 
 # ------------------------------------------------------------------------------------- grid programs
 @functools.partial(jax.jit, static_argnames=("arch", "width", "depth", "cfg"))
-def init_grid(keys, var: Variances, *, arch: str, width: int, depth: int, cfg: TrainConfig) -> TrainState:
+def init_grid(keys, var: NetworkSettings, *, arch: str, width: int, depth: int, cfg: TrainConfig) -> TrainState:
     """Initial states of a grid: keys (G, 2) and variances (G,) -> TrainState with a leading G axis."""
     fn = functools.partial(_init_one, arch=arch, width=width, depth=depth, cfg=cfg)
     return jax.vmap(fn)(keys, var)
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "act", "cfg"), donate_argnums=(0,))
-def train_epoch_grid(state: TrainState, var: Variances, keys, epoch, x, y, *, arch: str, act: Activation,
+def train_epoch_grid(state: TrainState, var: NetworkSettings, keys, epoch, x, y, *, arch: str, act: Activation,
                      cfg: TrainConfig) -> TrainState:
     """One epoch for every network of a grid (shared data x, y; per-network order and masking)."""
     fn = functools.partial(_epoch_one, arch=arch, act=act, cfg=cfg)
@@ -187,18 +147,20 @@ def train_epoch_grid(state: TrainState, var: Variances, keys, epoch, x, y, *, ar
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "act"))
-def evaluate_grid(params, alpha, xs, ys, split, *, arch: str, act: Activation):
-    """Correct counts and summed losses (G, 2) of every network of a grid, for (train, test)."""
+def evaluate_grid(params, var: NetworkSettings, xs, ys, split, *, arch: str, act: Activation):
+    """Correct counts and summed losses (G, 3) of every network of a grid, for (train, test, validation)."""
     fn = functools.partial(_eval_one, arch=arch, act=act)
-    return jax.vmap(fn, in_axes=(0, 0, None, None, None))(params, alpha, xs, ys, split)
+    return jax.vmap(fn, in_axes=(0, 0, None, None, None))(params, var, xs, ys, split)
 
 
 def eval_chunks(data: MNIST, size: int):
-    """Training and test sets in one padded stack of chunks (c, size, 784), labels (c, size) and the
-    split marks (c, size): 1 train, 2 test, 0 padding. One evaluation program serves both sets."""
-    x = np.concatenate([data.x_train, data.x_test]).astype(np.float32)
-    y = np.concatenate([data.y_train, data.y_test]).astype(np.int32)
-    split = np.concatenate([np.ones(len(data.x_train), np.int32), np.full(len(data.x_test), 2, np.int32)])
+    """Training, test and validation sets in one padded stack of chunks (c, size, 784), labels
+    (c, size) and the split marks (c, size): 1 train, 2 test, 3 validation, 0 padding. One evaluation
+    program serves every set."""
+    parts = [(data.x_train, data.y_train), (data.x_test, data.y_test), (data.x_val, data.y_val)]
+    x = np.concatenate([p[0] for p in parts]).astype(np.float32)
+    y = np.concatenate([p[1] for p in parts]).astype(np.int32)
+    split = np.concatenate([np.full(len(p[0]), i + 1, np.int32) for i, p in enumerate(parts)])
     size = min(size, len(x))
     n_chunks = -(-len(x) // size)
     pad = n_chunks * size - len(x)
@@ -208,6 +170,14 @@ def eval_chunks(data: MNIST, size: int):
     return x.reshape(n_chunks, size, -1), y.reshape(n_chunks, size), split.reshape(n_chunks, size)
 
 
+def _broadcast(var: NetworkSettings, shape) -> NetworkSettings:
+    """Every field as a float32 array of ``shape``, after checking the learning rates."""
+    lr = np.asarray(np.nan if var.lr is None else var.lr, np.float64)
+    if not np.all(np.isfinite(lr) & (lr > 0)):
+        raise ValueError(f"lr must be given for every network, finite and > 0, got {var.lr!r}")
+    return NetworkSettings(*(np.broadcast_to(np.asarray(v, np.float32), shape) for v in var))
+
+
 def grid_shardings(devices=None):
     """(sharded along the grid axis, replicated) shardings over ``devices`` (default: all visible)."""
     devices = list(jax.devices() if devices is None else devices)
@@ -215,13 +185,13 @@ def grid_shardings(devices=None):
     return NamedSharding(mesh, PartitionSpec("grid")), NamedSharding(mesh, PartitionSpec())
 
 
-def train_grid(var: Variances, seeds, data: MNIST, *, arch: str, act: Activation, depth: int,
+def train_grid(var: NetworkSettings, seeds, data: MNIST, *, arch: str, act: Activation, depth: int,
                cfg: TrainConfig, devices=None,
                on_epoch: Callable[[int, TrainState], None] | None = None) -> GridResult:
     """Train G networks at once and evaluate them; returns per-network results.
 
     Args:
-      var: variances and alpha, each broadcastable to (G,).
+      var: the networks' settings, each broadcastable to (G,); ``lr`` is required.
       seeds: (G,) integer seeds; a network's initialization and data order depend only on its seed.
       data: standardized MNIST (any subset); training uses every training example each epoch.
       arch, act, depth: the shared architecture (``frn``, ``rrn`` or ``ff``), activation and depth.
@@ -235,7 +205,7 @@ def train_grid(var: Variances, seeds, data: MNIST, *, arch: str, act: Activation
         raise ValueError("seeds must hold at least one seed")
     if cfg.batch > len(data.x_train):
         raise ValueError(f"batch must be <= the number of training examples ({len(data.x_train)}), got {cfg.batch}")
-    var_np = Variances(*(np.broadcast_to(np.asarray(v, np.float32), (g,)) for v in var))
+    var_np = _broadcast(var, (g,))
     sharded, replicated = grid_shardings(devices)
     n_dev = sharded.mesh.size
     padded = -(-g // n_dev) * n_dev
@@ -243,7 +213,7 @@ def train_grid(var: Variances, seeds, data: MNIST, *, arch: str, act: Activation
     pad = lambda a: np.concatenate([a, np.repeat(a[-1:], padded - g, 0)])  # noqa: E731
     keys = np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in seeds])
     keys = jax.device_put(pad(keys), sharded)
-    var_dev = jax.device_put(Variances(*(pad(v) for v in var_np)), sharded)
+    var_dev = jax.device_put(NetworkSettings(*(pad(v) for v in var_np)), sharded)
     x_train = jax.device_put(data.x_train.astype(np.float32), replicated)
     y_train = jax.device_put(data.y_train.astype(np.int32), replicated)
 
@@ -255,15 +225,16 @@ def train_grid(var: Variances, seeds, data: MNIST, *, arch: str, act: Activation
             on_epoch(epoch + 1, state)
 
     xs, ys, split = (jax.device_put(a, replicated) for a in eval_chunks(data, cfg.eval_batch))
-    correct, loss = evaluate_grid(state.params, var_dev.alpha, xs, ys, split, arch=arch, act=act)
-    sizes = np.array([len(data.x_train), len(data.x_test)], np.float64)
-    acc = np.asarray(correct)[:g] / sizes
-    loss = np.asarray(loss, np.float64)[:g] / sizes
-    return GridResult(acc[:, 0], acc[:, 1], loss[:, 1], np.asarray(state.diverged_epoch)[:g],
+    correct, loss = evaluate_grid(state.params, var_dev, xs, ys, split, arch=arch, act=act)
+    sizes = np.array([len(data.x_train), len(data.x_test), len(data.x_val)], np.float64)
+    with np.errstate(invalid="ignore"):  # no validation set: 0 / 0 = NaN
+        acc = np.asarray(correct)[:g] / sizes
+        loss = np.asarray(loss, np.float64)[:g] / sizes
+    return GridResult(acc[:, 0], acc[:, 2], acc[:, 1], loss[:, 1], np.asarray(state.diverged_epoch)[:g],
                       np.asarray(state.epoch_loss)[:g])
 
 
-def train_sequential(var: Variances, seeds, data: MNIST, **kwargs) -> tuple[GridResult, float]:
+def train_sequential(var: NetworkSettings, seeds, data: MNIST, **kwargs) -> tuple[GridResult, float]:
     """The same networks trained one after another, each as a grid of one (the baseline of
     ``experiments/bench_train.py``). Keyword arguments are those of :func:`train_grid`.
 
@@ -271,9 +242,9 @@ def train_sequential(var: Variances, seeds, data: MNIST, **kwargs) -> tuple[Grid
     caller has trained one such network before).
     """
     seeds = np.asarray(seeds, dtype=np.int64).ravel()
-    var_np = Variances(*(np.broadcast_to(np.asarray(v, np.float32), seeds.shape) for v in var))
+    var_np = _broadcast(var, seeds.shape)
     start = time.perf_counter()
-    results = [train_grid(Variances(*(v[i:i + 1] for v in var_np)), seeds[i:i + 1], data, **kwargs)
+    results = [train_grid(NetworkSettings(*(v[i:i + 1] for v in var_np)), seeds[i:i + 1], data, **kwargs)
                for i in range(len(seeds))]
     seconds = time.perf_counter() - start
     return GridResult(*(np.concatenate(field) for field in zip(*results))), seconds

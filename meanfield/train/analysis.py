@@ -1,0 +1,458 @@
+"""Statistics of a finished (or partly finished) sweep, from its ``results.csv`` alone.
+
+A sweep trains every cell (alpha, variances, depth) at each learning rate of a fixed set with several
+seeds. A *protocol* turns that into one accuracy per cell:
+
+* ``best``: the learning rate of the cell is the one with the best mean validation accuracy over the
+  seeds among those at which no seed diverged (if every learning rate had a divergence, the best mean
+  validation accuracy over all of them); the test accuracy is read at that learning rate. Test accuracy
+  never enters the choice.
+* ``lr=X``: every cell at the one learning rate X (the fixed-learning-rate heatmap of the paper's kind).
+
+Within a protocol a cell's accuracy is the mean test accuracy over its seeds that did not diverge; a
+cell where at least half of the seeds diverged is *diverged*, a class of its own (accuracy NaN here,
+hatched in the figures, never drawn as accuracy 0).
+
+Statistics, each with a 95% bootstrap interval over seeds (seeds resampled with replacement within every
+cell, learning-rate selection included in each replicate):
+
+* Spearman's rank correlation of accuracy with the theory's predictor (log R for tanh, log s^(L) for ReLU
+  and alpha-ReLU), next to the baselines rank(accuracy, L) and rank(accuracy, x) (x: sw2, or alpha for
+  an alpha sweep), and the partial rank correlation with the predictor at fixed depth (Spearman ranks,
+  depth partialled out linearly): a predictor that only restates depth scores 0 there;
+* for tanh over (sw2, L): the accuracy ridge and its edge, fitted as log sw2 = a + b log L (the theory
+  says b = -1, sw2 L = const), with their constants and the theory's log R along the edge;
+* where divergence occurs, against the float32 overflow line log p^(L) = 88.72.
+
+:func:`analyze` returns all of it as one JSON-ready dict (the ``summary.json`` of a sweep directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import warnings
+
+import numpy as np
+from scipy import stats
+
+from .predictors import LOG_F32_MAX, PREDICTORS, THEORY_AXES, theory_at
+from .sweep import read_results
+
+CHANCE = 0.1
+BOOTSTRAP = 1000
+#: Minimal fraction of a cell's seeds that diverged for the cell to count as diverged.
+DIVERGED_FRACTION = 0.5
+
+
+class Runs:
+    """The networks of a sweep as arrays over (cell, learning rate, seed); missing networks are NaN."""
+
+    def __init__(self, res: dict):
+        self.cell_keys = sorted(set(zip(*(res[a] for a in THEORY_AXES), res["depth"])))
+        self.lrs = np.unique(res["lr"])
+        self.seeds = np.unique(res["seed"])
+        index = {k: i for i, k in enumerate(self.cell_keys)}
+        ci = np.array([index[k] for k in zip(*(res[a] for a in THEORY_AXES), res["depth"])], np.int64)
+        li = np.searchsorted(self.lrs, res["lr"])
+        si = np.searchsorted(self.seeds, res["seed"])
+        shape = (len(self.cell_keys), len(self.lrs), len(self.seeds))
+        self.val, self.test, self.diverged = (np.full(shape, np.nan) for _ in range(3))
+        self.val[ci, li, si] = res["val_acc"]
+        self.test[ci, li, si] = res["test_acc"]
+        self.diverged[ci, li, si] = res["diverged"] > 0
+        self.axes = {a: np.array([k[j] for k in self.cell_keys]) for j, a in enumerate(THEORY_AXES)}
+        self.axes["depth"] = np.array([k[-1] for k in self.cell_keys], np.int64)
+
+    def subset(self, mask: np.ndarray) -> "Runs":
+        """The cells where ``mask`` (over cells) is true."""
+        out = object.__new__(Runs)
+        out.cell_keys = [k for k, m in zip(self.cell_keys, mask) if m]
+        out.lrs, out.seeds = self.lrs, self.seeds
+        out.val, out.test, out.diverged = self.val[mask], self.test[mask], self.diverged[mask]
+        out.axes = {a: v[mask] for a, v in self.axes.items()}
+        return out
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.cell_keys)
+
+    def protocols(self) -> list[str]:
+        return ["best"] + [f"lr={lr:.4g}" for lr in self.lrs]
+
+    def outcome(self, protocol: str, seed_idx: np.ndarray | None = None) -> dict:
+        """Per-cell accuracy (NaN for diverged or untrained cells), diverged flag and learning rate.
+
+        ``seed_idx`` (cells, seeds) picks which seeds each cell uses (a bootstrap replicate); default
+        all seeds once.
+        """
+        n = self.n_cells
+        if seed_idx is None:
+            seed_idx = np.broadcast_to(np.arange(len(self.seeds)), (n, len(self.seeds)))
+        rows = np.arange(n)[:, None, None]
+        cols = np.arange(len(self.lrs))[None, :, None]
+        val = self.val[rows, cols, seed_idx[:, None, :]]
+        test = self.test[rows, cols, seed_idx[:, None, :]]
+        div = self.diverged[rows, cols, seed_idx[:, None, :]]
+        if protocol == "best":
+            with _quiet():
+                mean_val = np.nanmean(val, -1)
+                any_div = np.nanmax(div, -1) > 0
+            score = np.where(np.isnan(mean_val), -np.inf, mean_val)
+            eligible = ~any_div & np.isfinite(score)
+            score = np.where(eligible.any(1, keepdims=True), np.where(eligible, score, -np.inf), score)
+            chosen = np.argmax(score, 1)
+        else:
+            lr = float(protocol.split("=", 1)[1])
+            j = int(np.argmin(np.abs(np.log(self.lrs) - np.log(lr))))
+            if not np.isclose(self.lrs[j], lr, rtol=1e-3):
+                raise ValueError(f"protocol {protocol!r}: no networks at that learning rate "
+                                 f"(the sweep has {', '.join(f'{v:.4g}' for v in self.lrs)})")
+            chosen = np.full(n, j)
+        t = test[np.arange(n), chosen]
+        d = div[np.arange(n), chosen]
+        with _quiet():
+            frac_div = np.nanmean(d, -1)
+            acc = np.nanmean(np.where(d > 0, np.nan, t), -1)
+        diverged = frac_div >= DIVERGED_FRACTION
+        acc = np.where(diverged, np.nan, acc)
+        return {"acc": acc, "diverged": diverged, "diverged_fraction": frac_div, "lr": self.lrs[chosen]}
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence numpy's 'mean of empty slice' warnings (all-NaN cells are expected: diverged, missing)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+# ------------------------------------------------------------------------------------- statistics
+def _spearman(x, y) -> float | None:
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 4 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return None
+    return float(stats.spearmanr(x[ok], y[ok]).statistic)
+
+
+def partial_spearman(x, y, z) -> float | None:
+    """Rank correlation of x and y with z partialled out (Pearson partial correlation of the ranks)."""
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    if ok.sum() < 5:
+        return None
+    rx, ry, rz = (stats.rankdata(v[ok]) for v in (x, y, z))
+    if min(np.ptp(rx), np.ptp(ry), np.ptp(rz)) == 0:
+        return None
+    r = np.corrcoef([rx, ry, rz])
+    rxy, rxz, ryz = r[0, 1], r[0, 2], r[1, 2]
+    denom = np.sqrt((1 - rxz**2) * (1 - ryz**2))
+    if not np.isfinite(denom) or denom < 1e-12:
+        return None
+    return float((rxy - rxz * ryz) / denom)
+
+
+def fit_loglog(points: list[dict], key: str):
+    """log x = a + b log L by least squares over points with x > 0 at two or more depths.
+
+    Returns (b, standard error of b or None with fewer than three points, a, C = geometric mean of x L).
+    """
+    pts = [p for p in points if p[key] is not None and p[key] > 0]
+    if len({p["depth"] for p in pts}) < 2:
+        return None, None, None, None
+    logL = np.log([p["depth"] for p in pts])
+    logx = np.log([p[key] for p in pts])
+    (b, a), res = np.polyfit(logL, logx, 1, full=True)[:2]
+    se = None
+    if len(pts) > 2:
+        sigma2 = float(res[0]) / (len(pts) - 2) if len(res) else 0.0
+        se = float(np.sqrt(sigma2 / np.sum((logL - logL.mean()) ** 2)))
+    return float(b), se, float(a), float(np.exp(np.mean(logx + logL)))
+
+
+def fit_ridge(xs, depths, acc, *, band: float = 0.05, contrast: float = 0.05, chance: float = CHANCE) -> dict:
+    """Ridge of accuracy over (sw2, L) and the edge where accuracy falls off above it.
+
+    For each depth (one row of the heatmap), over the cells with an accuracy (diverged cells count as
+    chance here: they did not train):
+
+    * ``sw2``: the ridge location, the accuracy-weighted centre (in log sw2) of the cells within
+      ``band`` of the row's best accuracy, weights acc - (best - band);
+    * ``resolved``: the row's best accuracy exceeds both ends of the row by at least ``contrast``,
+      i.e. the peak lies inside the grid (a flat row says nothing about where the ridge is), and
+      chance by at least 0.2 (a row where every network failed has no ridge);
+    * ``edge``: the first sw2 above the best cell where accuracy falls below the midpoint between the
+      best accuracy and chance, log-interpolated between grid cells (None if it does not fall inside
+      the grid).
+
+    The ridge fit log sw2 = a + b log L uses the resolved rows; the edge fit, the rows with an edge.
+    ``C_sw2_L`` is the geometric mean of sw2 * L over the fitted points (the constant of sw2 L = C).
+    """
+    acc = np.where(np.isnan(acc), chance, acc)
+    points = []
+    for L in np.unique(depths):
+        sel = (depths == L) & (xs > 0)
+        if sel.sum() == 0:
+            continue
+        order = np.argsort(xs[sel])
+        x, a = xs[sel][order], acc[sel][order]
+        best = int(np.argmax(a))
+        peak = a[best]
+        w = np.maximum(a - (peak - band), 0.0)
+        centre = float(np.exp(np.sum(w * np.log(x)) / np.sum(w)))
+        trained = peak >= chance + 0.2
+        resolved = trained and len(x) >= 3 and peak - a[0] >= contrast and peak - a[-1] >= contrast
+        level = 0.5 * (peak + chance)
+        edge = None
+        for j in range(best + 1, len(x) if trained else 0):
+            if a[j] < level:
+                t = (a[j - 1] - level) / (a[j - 1] - a[j])
+                edge = float(np.exp(np.log(x[j - 1]) + t * (np.log(x[j]) - np.log(x[j - 1]))))
+                break
+        points.append({"depth": int(L), "sw2": centre, "argmax": float(x[best]), "acc": float(peak),
+                       "resolved": bool(resolved), "edge": edge})
+    b, b_se, a, c = fit_loglog([p for p in points if p["resolved"]], "sw2")
+    eb, eb_se, ea, ec = fit_loglog(points, "edge")
+    return {"points": points, "n_fit": sum(p["resolved"] for p in points),
+            "slope_b": b, "slope_se": b_se, "intercept_a": a, "C_sw2_L": c,
+            "n_edge": sum(p["edge"] is not None for p in points),
+            "edge_slope_b": eb, "edge_slope_se": eb_se, "edge_intercept_a": ea, "edge_C_sw2_L": ec}
+
+
+def _interval(values) -> list | None:
+    v = np.array([x for x in values if x is not None and np.isfinite(x)], np.float64)
+    if len(v) < 0.5 * len(values):  # undefined in most replicates: no interval
+        return None
+    return [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+
+
+# ---------------------------------------------------------------------------------------- analysis
+def load(out_dir: str) -> tuple[dict, Runs]:
+    """(config.json, the runs of results.csv) of a sweep directory."""
+    with open(os.path.join(out_dir, "config.json")) as f:
+        config = json.load(f)
+    res = read_results(os.path.join(out_dir, "results.csv"))
+    if len(res["test_acc"]) == 0:
+        raise ValueError(f"{out_dir}/results.csv has no finished networks yet")
+    return config, Runs(res)
+
+
+def cell_predictors(config: dict, runs: Runs) -> dict:
+    """The theory's log R, log s, log p at every cell of the sweep (arrays over cells)."""
+    eff = config["effective"]
+    stats_in = config["input_stats"]
+    depth = runs.axes["depth"]
+    th = theory_at(eff["arch"], eff["act"], {a: runs.axes[a] for a in THEORY_AXES}, int(depth.max()),
+                   stats_in["p0"], stats_in["gamma0"])
+    at = np.arange(runs.n_cells)
+    return {k: v[at, depth] for k, v in th.items()}
+
+
+def swept_axis(config: dict, runs: Runs) -> str:
+    """The variance-like axis of the heatmap against depth: alpha for an alpha sweep, else sw2."""
+    if config["effective"]["act"] == "alpha_relu" and len(np.unique(runs.axes["alpha"])) > 1:
+        return "alpha"
+    return "sw2"
+
+
+def _statistics(out: dict, runs: Runs, pred: dict, name: str, x_axis: str, ridge: bool) -> dict:
+    acc, depth = out["acc"], runs.axes["depth"].astype(float)
+    x = runs.axes[x_axis]
+    s = {"rho_predictor": _spearman(pred[name], acc), "rho_depth": _spearman(depth, acc),
+         f"rho_{x_axis}": _spearman(x, acc), "partial_rho_predictor_given_depth": partial_spearman(
+             pred[name], acc, depth), "mean_acc": float(np.nanmean(acc)) if np.isfinite(acc).any() else None,
+         "best_acc": float(np.nanmax(acc)) if np.isfinite(acc).any() else None}
+    if ridge:
+        r = fit_ridge(x, runs.axes["depth"], acc)
+        s.update({"ridge_b": r["slope_b"], "ridge_a": r["intercept_a"], "ridge_C": r["C_sw2_L"],
+                  "edge_b": r["edge_slope_b"],
+                  "edge_C": r["edge_C_sw2_L"]})
+    return s
+
+
+def facets(runs: Runs, x_axis: str) -> list[dict]:
+    """The distinct values of the theory axes other than ``x_axis`` (one heatmap panel each)."""
+    others = [a for a in THEORY_AXES if a != x_axis]
+    combos = sorted(set(zip(*(runs.axes[a] for a in others))))
+    return [dict(zip(others, map(float, c))) for c in combos]
+
+
+def facet_mask(runs: Runs, facet: dict) -> np.ndarray:
+    mask = np.ones(runs.n_cells, bool)
+    for a, v in facet.items():
+        mask &= runs.axes[a] == v
+    return mask
+
+
+def analyze(out_dir: str, *, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
+    """Every number of a sweep's summary (see the module docstring), per protocol. A sweep over more
+    than the swept axis and depth (e.g. sv2 and sa2 paired) gets them per facet as well as pooled."""
+    config, runs = load(out_dir)
+    eff = config["effective"]
+    pred = cell_predictors(config, runs)
+    x_axis = swept_axis(config, runs)
+    summary = {
+        "sweep": os.path.basename(os.path.normpath(out_dir)), "arch": eff["arch"], "act": eff["act"],
+        "readout": eff.get("readout", "linear"), "predictor": PREDICTORS[eff["act"]], "x_axis": x_axis,
+        "n_networks": int(np.isfinite(runs.test).sum()), "n_cells": runs.n_cells,
+        "lrs": [float(v) for v in runs.lrs], "seeds": int(len(runs.seeds)), "bootstrap": bootstrap,
+        "chance": CHANCE, "input_stats": config["input_stats"],
+    }
+    parts = facets(runs, x_axis)
+    summary["facets"] = []
+    for facet in parts:
+        mask = facet_mask(runs, facet)
+        summary["facets"].append({"facet": facet, "protocols": _protocols(
+            config, runs.subset(mask), {k: v[mask] for k, v in pred.items()}, x_axis, bootstrap, seed)})
+    summary["protocols"] = (summary["facets"][0]["protocols"] if len(parts) == 1 else
+                            _protocols(config, runs, pred, x_axis, bootstrap, seed, ridge=False))
+    summary["divergence"] = divergence_summary(runs, pred)
+    return summary
+
+
+def _protocols(config: dict, runs: Runs, pred: dict, x_axis: str, bootstrap: int, seed: int,
+               ridge: bool = True) -> dict:
+    """Statistics per protocol of one set of cells (with the ridge fit for tanh over (sw2, L))."""
+    eff = config["effective"]
+    name = PREDICTORS[eff["act"]]
+    ridge = ridge and eff["act"] == "tanh" and x_axis == "sw2" and len(np.unique(runs.axes["depth"])) > 1
+    rng = np.random.default_rng(seed)
+    n_seeds = len(runs.seeds)
+    replicates = [rng.integers(0, n_seeds, (runs.n_cells, n_seeds)) for _ in range(bootstrap)]
+    protocols = {}
+    for protocol in runs.protocols():
+        out = runs.outcome(protocol)
+        point = _statistics(out, runs, pred, name, x_axis, ridge)
+        boot = [_statistics(runs.outcome(protocol, idx), runs, pred, name, x_axis, ridge) for idx in replicates]
+        entry = {k: {"value": v, "ci95": _interval([b[k] for b in boot])} for k, v in point.items()}
+        entry["n_cells_diverged"] = int(out["diverged"].sum())
+        entry["n_cells_with_accuracy"] = int(np.isfinite(out["acc"]).sum())
+        entry["cells"] = {x_axis: runs.axes[x_axis].tolist(), "depth": runs.axes["depth"].tolist(),
+                          "acc": _json_list(out["acc"]), "diverged": out["diverged"].astype(int).tolist(),
+                          "diverged_fraction": _json_list(out["diverged_fraction"]), "lr": out["lr"].tolist()}
+        if ridge:
+            entry["ridge"] = fit_ridge(runs.axes[x_axis], runs.axes["depth"], out["acc"])
+            entry["ridge_b_of_exact_ridge_on_this_grid"] = _grid_calibration(runs, entry["ridge"])
+            entry["ridge_band"] = _ridge_band(boot, runs.axes["depth"])
+            entry["edge_predictor"] = _edge_level(config, runs, entry["ridge"], name)
+        if protocol == "best":
+            entry["lr_counts"] = {f"{lr:.4g}": int(np.sum(out["lr"] == lr)) for lr in runs.lrs}
+        protocols[protocol] = entry
+    return protocols
+
+
+def _grid_calibration(runs: Runs, ridge: dict) -> float | None:
+    """The slope b that the ridge estimator returns, on this sweep's grid, for a surface whose ridge is
+    exactly sw2 L = C (C: the fitted constant): accuracy 0.1 + 0.85 exp(-log(sw2 L / C)^2). Its distance
+    from -1 is the estimator's bias from the grid alone (cells at the ends of a row, coarse spacing)."""
+    if ridge["C_sw2_L"] is None:
+        return None
+    x, depth = runs.axes["sw2"], runs.axes["depth"]
+    with np.errstate(divide="ignore"):
+        acc = CHANCE + 0.85 * np.exp(-np.log(x * depth / ridge["C_sw2_L"]) ** 2)
+    return fit_ridge(x, depth, acc)["slope_b"]
+
+
+def _json_list(a: np.ndarray) -> list:
+    """Floats for JSON: NaN becomes None."""
+    return [None if not np.isfinite(v) else float(v) for v in a]
+
+
+def _ridge_band(boot: list[dict], depths) -> dict | None:
+    """95% band of the fitted ridge sw2(L) over the bootstrap replicates, at 40 depths."""
+    fits = [(b["ridge_a"], b["ridge_b"]) for b in boot if b["ridge_b"] is not None]
+    if len(fits) < 0.5 * len(boot):
+        return None
+    L = np.geomspace(depths.min(), depths.max(), 40)
+    log_sw2 = np.array([a + b * np.log(L) for a, b in fits])
+    lo, hi = np.percentile(log_sw2, [2.5, 97.5], axis=0)
+    return {"depth": L.tolist(), "sw2_lo": np.exp(lo).tolist(), "sw2_hi": np.exp(hi).tolist()}
+
+
+def _single_facet(runs: Runs, x_axis: str) -> bool:
+    """True when the cells differ only in x_axis and depth (one heatmap panel)."""
+    return all(len(np.unique(runs.axes[a])) == 1 for a in THEORY_AXES if a != x_axis)
+
+
+def _edge_level(config: dict, runs: Runs, ridge: dict, name: str) -> float | None:
+    """Median theory predictor at the edge points: the level of the contour the fall-off follows."""
+    pts = [p for p in ridge["points"] if p["edge"] is not None]
+    if not pts:
+        return None
+    eff, st = config["effective"], config["input_stats"]
+    points = {a: np.full(len(pts), runs.axes[a][0]) for a in THEORY_AXES}
+    points["sw2"] = np.array([p["edge"] for p in pts])
+    th = theory_at(eff["arch"], eff["act"], points, max(p["depth"] for p in pts), st["p0"], st["gamma0"])
+    vals = th[name][np.arange(len(pts)), [p["depth"] for p in pts]]
+    for p, v in zip(pts, vals):
+        p["edge_" + name] = float(v)
+    vals = vals[np.isfinite(vals)]
+    return float(np.median(vals)) if len(vals) else None
+
+
+def divergence_summary(runs: Runs, pred: dict) -> dict:
+    """Where networks diverged, against the theory's log p^(L) and the float32 overflow line.
+
+    Per learning rate: the number of diverged networks, the largest log p^(L) of a cell where no
+    seed diverged and the smallest log p^(L) of a cell where every seed diverged (the divergence
+    threshold in log p^(L) lies between them when they are ordered), and how many diverged networks lie
+    below the overflow line log p^(L) = 88.72.
+    """
+    log_p = pred["log_p"]
+    out = {"overflow_log_p": LOG_F32_MAX, "n_cells_beyond_overflow": int(np.sum(log_p > LOG_F32_MAX)),
+           "per_lr": {}}
+    for j, lr in enumerate(runs.lrs):
+        d = runs.diverged[:, j, :]
+        have = np.isfinite(d)
+        none = have.any(1) & (np.nansum(d, 1) == 0)
+        every = have.any(1) & (np.nansum(d, 1) == have.sum(1))
+        div_nets = np.nansum(d, 1)
+        out["per_lr"][f"{lr:.4g}"] = {
+            "n_networks": int(have.sum()), "n_diverged": int(np.nansum(d)),
+            "n_diverged_below_overflow": int(np.sum(div_nets[log_p <= LOG_F32_MAX])),
+            "max_log_p_none_diverged": float(log_p[none].max()) if none.any() else None,
+            "min_log_p_all_diverged": float(log_p[every].min()) if every.any() else None,
+        }
+    return out
+
+
+def write_summary(out_dir: str, **kwargs) -> dict:
+    """:func:`analyze` the sweep in ``out_dir`` and write its ``summary.json`` there; returns it."""
+    summary = analyze(out_dir, **kwargs)
+    with open(os.path.join(out_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+        f.write("\n")
+    return summary
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """Human-readable lines of a summary (what ``meanfield train`` and ``--analyze`` print)."""
+    def fmt(entry, digits=3):
+        v, ci = entry["value"], entry["ci95"]
+        if v is None:
+            return "undefined"
+        return f"{v:.{digits}f}" + ("" if ci is None else f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]")
+
+    lines = [f"{summary['sweep']}: {summary['arch']} {summary['act']}, {summary['readout']} readout, "
+             f"{summary['n_networks']} networks in {summary['n_cells']} cells x {len(summary['lrs'])} "
+             f"learning rates x {summary['seeds']} seeds; 95% bootstrap intervals over seeds"]
+    x = summary["x_axis"]
+    for protocol, e in summary["protocols"].items():
+        lines.append(f"  [{protocol}] best accuracy {fmt(e['best_acc'])}; {e['n_cells_diverged']} cells diverged")
+        lines.append(f"    Spearman rho(acc, {summary['predictor']}) = {fmt(e['rho_predictor'])}; partial at fixed "
+                     f"depth = {fmt(e['partial_rho_predictor_given_depth'])}; baselines rho(acc, L) = "
+                     f"{fmt(e['rho_depth'])}, rho(acc, {x}) = {fmt(e['rho_' + x])}")
+        if "ridge" in e:
+            lines.append(f"    ridge log sw2 = a + b log L: b = {fmt(e['ridge_b'], 2)} on {e['ridge']['n_fit']} "
+                         f"depths, sw2 L = {fmt(e['ridge_C'], 0)}; edge: b = {fmt(e['edge_b'], 2)}, "
+                         f"sw2 L = {fmt(e['edge_C'], 0)}"
+                         + ("" if e["edge_predictor"] is None else
+                            f", theory {summary['predictor']} along the edge {e['edge_predictor']:.2f}"))
+        if "lr_counts" in e:
+            lines.append("    learning rates chosen: " + ", ".join(f"{k}: {v} cells" for k, v in e["lr_counts"].items()))
+    d = summary["divergence"]
+    for lr, v in d["per_lr"].items():
+        lines.append(f"  divergence at lr {lr}: {v['n_diverged']}/{v['n_networks']} networks "
+                     f"({v['n_diverged_below_overflow']} below the float32 overflow line); no seed diverged up to "
+                     f"log p^(L) = {v['max_log_p_none_diverged']}, every seed from {v['min_log_p_all_diverged']}")
+    return lines
