@@ -275,3 +275,16 @@ def read_results(path: str) -> dict[str, np.ndarray]:
         else:
             out[c] = np.array([float(v) for v in vals], dtype=np.float64)
     return out
+
+
+def results_frame(out_dir: str) -> "pandas.DataFrame":
+    """The sweep in ``out_dir`` as a pandas DataFrame: one row per network of ``results.csv``, the
+    columns and dtypes of :func:`read_results`, and ``config.json``'s fields in ``.attrs``. Needs the
+    ``tables`` extra (pandas); ``frame.set_index([...]).to_xarray()`` gives a Dataset over the grid."""
+    from .._extras import require
+
+    pd = require("pandas", "tables", "results_frame")
+    frame = pd.DataFrame(read_results(os.path.join(out_dir, "results.csv")))
+    with open(os.path.join(out_dir, "config.json")) as f:
+        frame.attrs.update(json.load(f))
+    return frame
