@@ -5,6 +5,8 @@ Measures, in one run (all timings: the best of several interleaved repeats, comp
   * one trajectory (tanh FRN (sw2, sv2, sb2, sa2) = (1.69, 1.5, 0.49, 0.5), all quantities, forward and
     backward) to depth 1e4: tanh and erf in us per layer, and their ratio; also tanh through its
     quadrature rules alone (the path before the tables), to a smaller depth;
+  * the same trajectory with ``custom(erf)`` (a table built from the generic rules) against erf's closed
+    form, and how long that table took to build;
   * a G x G grid of (sw2 in [0.05, 3]) x (sv2 in [0.05, 3]) to depth L: tanh and erf in us per
     point-layer, and their ratio;
   * meanfield.reference (adaptive scipy.integrate.quad per transform per layer, a Python loop) on a
@@ -23,6 +25,7 @@ import os
 import time
 import warnings
 
+import jax
 import numpy as np
 
 import meanfield as mf
@@ -85,6 +88,22 @@ def main(argv=None) -> None:
           f"{us['tanh'][0] / us['erf'][0]:.2f} (wall), {us['tanh'][1] / us['erf'][1]:.2f} (CPU)")
     print(f"  tanh by quadrature alone (depth {L_quad}): {us['quad'][0]:.1f} / {us['quad'][1]:.1f}, "
           f"{us['quad'][1] / us['tanh'][1]:.0f}x the table (CPU)")
+
+    t0 = time.perf_counter()
+    myerf = mf.custom(jax.scipy.special.erf, odd=True, name="erf_custom")
+    custom_table = myerf.table.get()
+    t_custom = time.perf_counter() - t0
+    how = "built" if custom_table.source == "built" else f"read from {custom_table.source}"
+    print(f"custom(erf) table (q in [1e-6, 1e8]): {how} in {t_custom:.1f} s "
+          f"(a build took {custom_table.build_seconds:.1f} s); largest difference from its rules "
+          f"{max(custom_table.errors.values()):.1e}")
+    custom_spec = mf.Spec("frn", myerf, L, **FRN)
+    t = best_times({"erf": lambda: trajectory(single["erf"]), "custom": lambda: trajectory(custom_spec)},
+                   args.repeats)
+    got, want = trajectory(custom_spec), trajectory(single["erf"])
+    diff = max(float(np.max(np.abs(getattr(got, f) / getattr(want, f) - 1))) for f in ("p", "e", "s", "chi"))
+    print(f"  one trajectory, depth {L}: custom(erf) {t['custom'][1] / L * 1e6:.3f} us/layer (CPU), "
+          f"{t['custom'][1] / t['erf'][1]:.2f}x erf's closed form; largest relative difference {diff:.1e}")
 
     axis = np.linspace(0.05, 3.0, args.grid)
     grid = {act: mf.Spec("frn", act, args.depth, sw2=axis[:, None], sv2=axis[None, :], sb2=args.sb2, sa2=args.sa2)

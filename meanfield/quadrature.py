@@ -100,3 +100,32 @@ def tanh_sinh_rule(level_h: float = 1.0 / 12.0, k_max: int = 73):
     w = level_h * 0.5 * np.pi * np.cosh(k) / (2.0 * np.cosh(s) ** 2)
     keep = (w > 1e-300) & (t > 0) & (one_minus_t > 0)
     return t[keep], one_minus_t[keep], w[keep]
+
+
+def anchored_normal_rule(anchor, scale, n_side: int = 14, n_uniform: int = 20, n: int = 8):
+    """Nodes w and weights for  int f(w) phi(w) dw  on [-9.5, 9.5], f with a feature of width ``scale``
+    at w = ``anchor`` (traced, broadcastable), wherever it lies.
+
+    Edges: ``n_uniform`` equal panels over the interval (the density's own scale), merged with
+    ``n_side`` edges on each side of the anchor at distances growing geometrically from
+    ``min(scale, 1) / 4`` to 1 (the feature's scales), clipped to the interval. Edges that coincide make
+    panels of zero width, so the shape is fixed: anchor.shape + ((2 n_side + n_uniform + 1) n,).
+    Weights include the density.
+    """
+    anchor = jnp.asarray(anchor)
+    t0 = 0.25 * jnp.minimum(1.0, scale)
+    k = jnp.arange(n_side, dtype=jnp.result_type(float))
+    steps = t0[..., None] * jnp.exp(-jnp.log(t0)[..., None] * k / (n_side - 1))  # t0 .. 1
+    a = anchor[..., None]
+    grid = jnp.broadcast_to(jnp.linspace(-Z_MAX, Z_MAX, n_uniform + 1), a.shape[:-1] + (n_uniform + 1,))
+    edges = jnp.sort(jnp.clip(jnp.concatenate([a - steps, a, a + steps, grid], axis=-1), -Z_MAX, Z_MAX), -1)
+    w, wt = panels(edges, n)
+    return w, wt * _INV_SQRT_2PI * jnp.exp(-0.5 * w * w)
+
+
+@functools.lru_cache(maxsize=None)
+def gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Hermite nodes and weights for  int f(w) phi(w) dw  over the real line (phi the standard
+    normal density): exact for polynomials of degree < 2n, fast for f analytic in a wide strip."""
+    w, wt = np.polynomial.hermite_e.hermegauss(n)
+    return w, wt * _INV_SQRT_2PI

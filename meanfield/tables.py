@@ -445,6 +445,7 @@ def _write(path: Path, tables: Tables, full_key: str) -> None:
                          error_names=np.array(list(tables.errors)),
                          error_values=np.array(list(tables.errors.values()), dtype=float),
                          build_seconds=np.array(tables.build_seconds))
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache may be shared
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -493,7 +494,9 @@ class Lazy:
 
     def get(self) -> Tables | None:
         if not self._done:
-            self._tables = load_or_build(self.name, self._key(), self.layout, self.rules)
+            # outside any trace that may be running: the key evaluates phi, the build the exact rules
+            with jax.ensure_compile_time_eval(), float64():
+                self._tables = load_or_build(self.name, self._key(), self.layout, self.rules)
             self._done = True
         return self._tables
 

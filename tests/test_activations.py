@@ -142,20 +142,25 @@ def test_erf_closed_forms_against_quadrature(q):
     assert float(e.W(q, 0.35 * q)) == pytest.approx(ref.W("erf", q, 0.35 * q), rel=1e-9)
 
 
-def test_custom_activation_matches_builtins():
-    mytanh = mf.custom(jnp.tanh, odd=True, name="mytanh")
-    myerf = mf.custom(jax_erf := (lambda x: __import__("jax").scipy.special.erf(x)))
-    for q in (1e-3, 0.5, 3.0):
+def test_custom_activation_rules_match_builtins():
+    # the quadrature rules behind custom tables (tabulate=False: the rules alone), over the whole range
+    mytanh = mf.custom(jnp.tanh, odd=True, name="mytanh", tabulate=False)
+    myerf = mf.custom(jax_erf := (lambda x: __import__("jax").scipy.special.erf(x)), tabulate=False)
+    for q in (1e-3, 0.5, 3.0, 1e4, 1e8):
         assert float(mytanh.V(q)) == pytest.approx(float(mf.tanh.V(q)), rel=1e-10)
         assert float(mytanh.Vp(q)) == pytest.approx(float(mf.tanh.Vp(q)), rel=1e-10)  # autodiff phi'
-        assert float(mytanh.W(q, 0.6 * q)) == pytest.approx(float(mf.tanh.W(q, 0.6 * q)), rel=1e-8)
-        assert float(myerf.W(q, -0.3 * q)) == pytest.approx(float(mf.erf_act.W(q, -0.3 * q)), rel=1e-8)
+        assert float(mytanh.W(q, 0.6 * q)) == pytest.approx(float(mf.tanh.W(q, 0.6 * q)), rel=1e-9)
+        assert float(myerf.W(q, -0.3 * q)) == pytest.approx(float(mf.erf_act.W(q, -0.3 * q)), rel=1e-10)
         assert abs(float(myerf.M(q))) < 1e-15
+        # 1 - rho without cancellation on both sides of the switch between its two rules (q delta = 1/8)
+        for d in (1e-30, 0.05 / q, 0.5 / q, 1e-2):
+            got = float(myerf.one_minus_corr(jnp.log(q), d))
+            assert got == pytest.approx(float(mf.erf_act.one_minus_corr(jnp.log(q), d)), rel=1e-9), (q, d)
     assert callable(jax_erf)
 
 
 def test_custom_activation_in_a_trajectory():
-    act = mf.custom(lambda x: jnp.maximum(x, 0.0) - 0.1, name="shifted_relu")
+    act = mf.custom(lambda x: jnp.maximum(x, 0.0) - 0.1, name="shifted_relu", tabulate=False)
     t = mf.theory.trajectory(mf.Spec("rrn", act, 6, sw2=0.8, sb2=0.1))
     assert np.all(np.isfinite(t.p)) and np.all(np.isfinite(t.mu))
     assert float(t.mu[1]) == pytest.approx(float(mf.relu.M(0.8 + 0.1)) - 0.1, rel=1e-10)

@@ -8,6 +8,7 @@ import math
 import os
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -162,3 +163,58 @@ def test_trajectory_inside_the_table_agrees_with_the_quadrature():
     exact = trajectory(spec.replace(act=mf.tanh.exact))
     for field in ("p", "e", "s", "chi", "chi_w"):
         np.testing.assert_allclose(getattr(t, field), getattr(exact, field), rtol=2e-9, err_msg=field)
+
+
+# ------------------------------------------------------------------------------ custom activations
+SHIFT = 0.3
+
+
+def _shifted_erf(x):
+    return jax.scipy.special.erf(x) + SHIFT
+
+
+def test_custom_table_of_a_non_odd_activation_against_closed_forms():
+    # erf + a: V = V_erf + a^2, W = W_erf + a^2, V' = V'_erf, M = a; all four table pieces are used
+    act = mf.custom(_shifted_erf, name="erf_plus_shift", q_range=(0.5, 2.0))
+    t = act.table.get()
+    assert t is not None and set(t.errors) == {"log_V", "log_Vp", "M/sqrt(V)", "near: 1 - rho", "mid: rho",
+                                               "far: rho"}
+    assert max(t.errors.values()) <= tables.TOLERANCE
+    u, c, delta = _random_points(300, seed=2, q_lo=0.5, q_hi=2.0)
+    v_erf = np.exp(np.asarray(mf.erf_act.log_V(u)))
+    a2 = SHIFT**2
+    np.testing.assert_allclose(act.log_V(u), np.log(v_erf + a2), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(act.log_Vp(u), mf.erf_act.log_Vp(u), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(act.M_scaled(u, 0.0), SHIFT, rtol=1e-10)
+    rho_erf = np.asarray(mf.erf_act.corr(u, c))
+    np.testing.assert_allclose(act.corr(u, c), (v_erf * rho_erf + a2) / (v_erf + a2), rtol=1e-10)
+    omr_erf = np.asarray(mf.erf_act.one_minus_corr(u, delta))
+    np.testing.assert_allclose(act.one_minus_corr(u, delta), v_erf * omr_erf / (v_erf + a2), rtol=1e-10)
+
+
+def test_custom_table_in_trajectories_against_erf():
+    myerf = mf.custom(jax.scipy.special.erf, odd=True, name="erf_odd", q_range=(0.1, 30.0))
+    spec = mf.Spec("frn", myerf, 40, sw2=0.3, sv2=0.5, sb2=0.1, sa2=0.1, gamma0=0.9)
+    t = trajectory(spec)
+    assert myerf.table.get() is not None and myerf.table.covers(t.q)
+    want = trajectory(spec.replace(act="erf"))
+    for field in ("p", "e", "s", "chi"):
+        np.testing.assert_allclose(getattr(t, field), getattr(want, field), rtol=1e-9, err_msg=field)
+    # deeper, q leaves the table's range: the engine reruns with the checked transforms
+    deep = spec.replace(depth=300)
+    t = trajectory(deep)
+    assert not myerf.table.covers(t.q)
+    want = trajectory(deep.replace(act="erf"))
+    for field in ("p", "e", "s", "chi"):
+        np.testing.assert_allclose(getattr(t, field), getattr(want, field), rtol=1e-9, err_msg=field)
+
+
+def test_custom_tables_are_keyed_by_phi():
+    from meanfield.activations import _fingerprint
+
+    assert _fingerprint(jnp.tanh) == _fingerprint(lambda x: jnp.tanh(x))
+    assert _fingerprint(jnp.tanh) != _fingerprint(lambda x: jnp.tanh(1.0000001 * x))
+    scale = np.float64(2.0)
+    assert _fingerprint(lambda x: jnp.tanh(scale * x)) != _fingerprint(jnp.tanh)
+    # phi' is part of the key too (a user-given derivative changes the transforms)
+    assert _fingerprint(jnp.tanh, lambda x: 1 - jnp.tanh(x) ** 2) != _fingerprint(jnp.tanh, jnp.cos)
