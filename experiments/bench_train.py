@@ -1,7 +1,7 @@
 """Benchmark: a vmapped grid of networks against the same networks trained one after another.
 
 Prints network-examples per second (networks x training examples seen, per second) for both and
-their ratio, measured in the same run on the same data, per second of wall time and per second of
+their ratio, the trainer's GFLOP/s against jnp.dot on the same shapes and on a large matrix, measured in the same run on the same data, per second of wall time and per second of
 CPU time of this process (the second is the fairer figure on a machine shared with other jobs).
 Compilation is excluded on both sides: each is warmed up first, and the timed grid uses new variance
 values (which must not retrace). ``--host-devices N`` splits the CPU into N XLA devices (default:
@@ -62,6 +62,35 @@ def _chain_rates(g: int, width: int, batch: int, depth: int, device, repeats: in
     return rates[0], rates[1]
 
 
+def _matmul_rate(n: int, device, repeats: int = 5) -> float:
+    """GFLOP/s of one large (n x n) @ (n x n) float32 product on ``device``: the machine's matmul rate."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.device_put(jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32), device)
+    dot = jax.jit(jnp.dot)
+    dot(a, a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dot(a, a).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def train_flops(arch: str, width: int, depth: int) -> float:
+    """FLOPs of one training example (forward and backward) of the residual MLP: per block 2 (frn: W and
+    V) or 1 (rrn) N x N matmuls of 2 N^2 each, 3x for forward + backward; the embedding 784 -> N forward
+    and its weight gradient (4 * 784 N; its input needs no gradient); the readout N -> 10, 3x."""
+    per_layer = (2 if arch == "frn" else 1) * 2 * width**2 * 3
+    return depth * per_layer + 4 * 784 * width + 3 * 2 * width * 10
+
+
+def eval_flops(arch: str, width: int, depth: int) -> float:
+    """FLOPs of one evaluated example (forward only)."""
+    return depth * (2 if arch == "frn" else 1) * 2 * width**2 + 2 * 784 * width + 2 * width * 10
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default="frn", choices=("frn", "rrn"))
@@ -84,17 +113,17 @@ def main(argv=None) -> None:
     import jax
 
     import meanfield
-    from meanfield.train import TrainConfig, Variances, load_mnist, subset, train_grid, train_sequential
+    from meanfield.train import NetworkSettings, TrainConfig, load_mnist, subset, train_grid, train_sequential
 
     data = subset(load_mnist(), args.train_subset, args.test_subset)
     act = meanfield.get_activation(args.act)
-    cfg = TrainConfig(width=args.width, epochs=args.epochs, batch=args.batch, lr=0.003)
+    cfg = TrainConfig(width=args.width, epochs=args.epochs, batch=args.batch)
     kw = dict(arch=args.arch, act=act, depth=args.depth, cfg=cfg)
     g = args.grid
 
     def grid_vars(shift):
-        return Variances(np.linspace(0.2, 2.0, g) + shift, np.full(g, 1.5), np.full(g, 0.5), np.full(g, 0.5),
-                         np.ones(g))
+        return NetworkSettings(np.linspace(0.2, 2.0, g) + shift, np.full(g, 1.5), np.full(g, 0.5), np.full(g, 0.5),
+                               np.ones(g), np.full(g, 0.003))
 
     seeds = np.arange(g)
     examples = g * args.epochs * (len(data.x_train) // args.batch) * args.batch
@@ -128,6 +157,16 @@ def main(argv=None) -> None:
           f"difference {rel.max():.1e} (batched and single matmul kernels may round differently, and training "
           f"where gradients explode amplifies it; to give both one kernel, run with XLA_FLAGS="
           f"--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT)")
+    n_eval = len(data.x_train) + len(data.x_test)
+    flops = g * (args.epochs * (len(data.x_train) // args.batch) * args.batch * train_flops(args.arch, args.width, args.depth)
+                 + n_eval * eval_flops(args.arch, args.width, args.depth))
+    trainer_rate = flops / t_grid / 1e9
+    chain_rate = chain_grid * args.batch * 2 * args.width**2 / 1e9 * len(jax.devices())
+    big = _matmul_rate(1024, one_device[0])
+    print(f"trainer (vmapped grid, training + evaluation): {trainer_rate:.1f} GFLOP/s = "
+          f"{trainer_rate / chain_rate:.0%} of jnp.dot on the same shapes (the layer-matmul chain below, "
+          f"{chain_rate:.1f} GFLOP/s over {len(jax.devices())} device(s)) and {trainer_rate / big:.0%} of a "
+          f"1024 x 1024 jnp.dot ({big:.1f} GFLOP/s, all cores)")
     print(f"layer-matmul chain alone (one device, {args.depth} x ({args.batch} x {args.width}) @ "
           f"({args.width} x {args.width}) + tanh): one network {chain_one:.0f} net-layers/s, vmapped grid of "
           f"{per_device} {chain_grid:.0f} net-layers/s: {chain_grid / chain_one:.2f}x per network")

@@ -1,4 +1,4 @@
-"""Dynamics figures (THEORY.md section 5): p, e, s and R against depth for the tanh RRN, tanh FRN, ReLU FRN
+"""Dynamics figures (docs/theory.md, section 5): p, e, s and R against depth for the tanh RRN, tanh FRN, ReLU FRN
 and alpha-ReLU FRN (alpha = 0.6, 0.75, 0.9); theory lines, simulation points, dashed laws.
 
     python experiments/fig_dynamics.py [--full] [--out figures]

@@ -1,27 +1,24 @@
-"""Reference MNIST sweep for tanh FRNs (THEORY.md section 6): test accuracy over (sigma_w^2, L).
+"""Reference MNIST sweep for tanh FRNs (docs/theory.md, section 6): test accuracy over (sigma_w^2, L).
 
 The paper's grid: sw2 in [0.1, 2] x L in [10, 300] with sv2 = 1.5, sa2 = 0.5, sb2 = 0.5; its theory
 curve (gradient explosion R) sits near sw2 L ~ 145-150 and accuracy peaks along sw2 L = const.
-Predictor: log R = log(chi^(0) / chi^(L)); the ridge fit log sw2 = a + b log L is printed.
+Predictor: log R = log(chi^(0) / chi^(L)); the analysis fits the ridge log sw2 = a + b log L.
 
-    python experiments/sweep_tanh.py                # quick CPU setting (minutes on 2 cores)
-    python experiments/sweep_tanh.py --full         # paper scale (GPU)
-    python experiments/sweep_tanh.py --variant      # sa2 / sv2 varied, sv2^2 / (sv2 + sa2) fixed
+    python experiments/sweep_tanh.py                          # quick CPU setting (minutes on 2 cores)
+    python experiments/sweep_tanh.py --reference --resume     # the reference protocol -> figures/data/tanh
+    python experiments/sweep_tanh.py --reference --variant    # sa2 / sv2 varied, sv2^2 / (sv2 + sa2) fixed
 
-Quick setting: width 64, 3000 training / 2000 test examples, 3 epochs of SGD (momentum 0.9) with
-batch 64 and lr 0.004, a 9 x 9 grid, two seeds (failures near the edges are all-or-nothing, so a
-single seed gives a ragged map); the depths are denser where the ridge lies inside sw2 in [0.1, 2]
-(sw2 L ~ 150 puts it there for L >~ 75). The learning rate sets where gradient
-explosion breaks training: with these sizes the fall-off lies near sw2 L ~ 250 at lr 0.004-0.005,
-moves to sw2 L < 50 at lr 0.01 and beyond 300 at lr 0.003.
-The variant keeps A = (4/3) sqrt(2/pi) sv2 sigma_w / sqrt(sv2 + sa2) of the law R = exp(A sqrt L)
-fixed (sv2^2 / (sv2 + sa2) = 1.125, as for sv2 = 1.5, sa2 = 0.5) while sa2 / sv2 runs over
-0, 1/3, 1, 2: the theory predicts the same ridge in every panel.
+The reference protocol (docs/mnist.md, fixed in _reference_sweep.py): width 64, 10 epochs on 10,000
+examples, 3 seeds, every cell at learning rates 1e-3, 10^-2.5, 1e-2, the rate chosen per cell on 5,000
+validation examples; sw2 at 10 log-spaced values, depths denser where sw2 L ~ 150 puts the ridge inside
+the sw2 range (L >~ 75). The variant keeps A = (4/3) sqrt(2/pi) sv2 sigma_w / sqrt(sv2 + sa2) of the law
+R = exp(A sqrt L) fixed (sv2^2 / (sv2 + sa2) = 1.125, as for sv2 = 1.5, sa2 = 0.5) while sa2 / sv2 runs
+over 0, 1/3, 1, 2: the theory predicts the same ridge in every panel.
 
 The script only builds the arguments of ``meanfield train`` (the same code path as the command);
-extra arguments are passed through (e.g. ``--resume``, ``--seeds 3``). On a CPU the grid is sharded
-over one XLA device per core (``--host-devices N`` to choose). Figures are also copied into
-``figures/`` as ``mnist_tanh_<setting>_*.png``.
+extra arguments are passed through (e.g. ``--resume``). On a CPU the grid is sharded over one XLA device
+per core (``--host-devices N`` to choose). ``meanfield train --analyze DIR --figures figures`` draws the
+figures from the results.
 """
 
 from __future__ import annotations

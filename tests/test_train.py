@@ -181,7 +181,7 @@ def test_scan_matches_layer_by_layer():
 
 
 def test_relu_frn_forward_length_matches_exact_law():
-    """THEORY.md section 5: ReLU FRN p^(l) = B^l (p0 + K/(B-1)) - K/(B-1), measured at width 1024."""
+    """docs/theory.md, section 5: ReLU FRN p^(l) = B^l (p0 + K/(B-1)) - K/(B-1), measured at width 1024."""
     act = meanfield.get_activation("relu")
     sw2, sv2, sb2, sa2, depth, n = 1.0, 1.0, 0.5, 0.5, 8, 1024
     x = jax.random.normal(jax.random.PRNGKey(1), (64, 784), jnp.float32)
@@ -529,7 +529,7 @@ def test_tanh_analysis_recovers_ridge_with_interval(tmp_path):
     assert json.load(open(os.path.join(d, "summary.json")))["protocols"]["best"]["ridge_b"] == best["ridge_b"]
     paths = heatmap.write_figures(d, summary, figures_dir=str(tmp_path / "figs"))
     assert [os.path.basename(p) for p in paths] == ["heatmap.png", "lr_map.png", "scatter.png"]
-    assert os.path.exists(tmp_path / "figs" / "tanh_heatmap.png")
+    assert os.path.exists(tmp_path / "figs" / "mnist_tanh_heatmap.png")
 
 
 def test_divergence_is_placed_against_the_overflow_line(tmp_path):

@@ -125,7 +125,13 @@ def config_from_args(args: argparse.Namespace):
 
 def analyze_dir(out_dir: str, figures_dir: str | None) -> int:
     """Statistics (printed and written to summary.json) and figures of the sweep in ``out_dir``."""
+    from .._extras import MissingExtra, require
     from ..train.analysis import summary_lines, write_summary
+
+    try:
+        require("matplotlib", "plot", "the sweep figures")
+    except MissingExtra as err:
+        die(str(err))
     from ..train.heatmap import write_figures
 
     summary = write_summary(out_dir)
@@ -147,6 +153,14 @@ def run(args: argparse.Namespace) -> int:
                 die(f"--analyze {args.analyze}: no {name} there")
         return analyze_dir(args.analyze, args.figures)
     cfg = config_from_args(args)
+    from .._extras import MissingExtra, require
+
+    try:
+        require("optax", "train", "MNIST training")
+        if not args.no_plots:
+            require("matplotlib", "plot", "the sweep figures (or pass --no-plots)")
+    except MissingExtra as err:
+        die(str(err))
     from ..train.data import DataError
     from ..train.sweep import SweepError, run_sweep
 

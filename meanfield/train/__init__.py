@@ -19,7 +19,7 @@ _EXPORTS = {
     "INIT_PRESETS": "config", "COLUMNS": "config", "SweepConfig": "config", "SweepError": "config",
     "TrainConfig": "config", "parse_list": "config",
     "NetworkSettings": "model", "apply": "model", "init_params": "model",
-    "read_results": "sweep", "run_sweep": "sweep",
+    "read_results": "sweep", "results_frame": "sweep", "run_sweep": "sweep",
     "GridResult": "trainer", "train_grid": "trainer", "train_sequential": "trainer",
     "analyze": "analysis", "write_summary": "analysis", "write_figures": "heatmap",
 }

@@ -54,7 +54,7 @@ class MNIST(NamedTuple):
     y_val: np.ndarray = np.zeros((0,), np.int32)
 
     def input_stats(self, n_pairs: int = 20_000) -> tuple[float, float]:
-        """(p0, gamma0) of THEORY.md for this data: mean |x|^2 / 784 and mean x . x' / 784 over pairs
+        """(p0, gamma0) of docs/theory.md for this data: mean |x|^2 / 784 and mean x . x' / 784 over pairs
         of distinct training images (a fixed sample), i.e. the inputs' length and overlap as the
         mean-field theory sees them after an embedding with weights N(0, 1/784)."""
         x = self.x_train.astype(np.float64)

@@ -184,8 +184,8 @@ def _grid_figure(n: int):
 def write_figures(out_dir: str, summary: dict | None = None, figures_dir: str | None = None,
                   prefix: str | None = None) -> list[str]:
     """Draw the figures of a sweep directory (analysing it first unless ``summary`` is given); return
-    their paths. ``figures_dir``: also copy them there as ``<prefix><name>.png`` (default prefix: the
-    sweep directory's name and ``_``)."""
+    their paths. ``figures_dir``: also copy them there as ``<prefix><name>.png`` (default prefix:
+    ``mnist_<name of the sweep directory>_``)."""
     config, runs = load(out_dir)
     summary = summary or analyze(out_dir)
     x_axis = swept_axis(config, runs)
@@ -274,7 +274,7 @@ def write_figures(out_dir: str, summary: dict | None = None, figures_dir: str | 
 
     if figures_dir:
         os.makedirs(figures_dir, exist_ok=True)
-        prefix = prefix if prefix is not None else os.path.basename(os.path.normpath(out_dir)) + "_"
+        prefix = prefix if prefix is not None else "mnist_" + os.path.basename(os.path.normpath(out_dir)) + "_"
         for p in written:
             shutil.copyfile(p, os.path.join(figures_dir, prefix + os.path.basename(p)))
     return written

@@ -1,6 +1,6 @@
 """The trained network: embedding 784 -> N, L residual blocks, linear softmax readout.
 
-Blocks follow THEORY.md section 1 with the variances of a :class:`~meanfield.spec.Spec`::
+Blocks follow docs/theory.md, section 1 with the variances of a :class:`~meanfield.spec.Spec`::
 
     h = W x + b;   x <- V phi(h) + x + a   (frn)   |   x <- phi(h) + x   (rrn)   |   x <- phi(h)   (ff)
 
