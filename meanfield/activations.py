@@ -1,4 +1,4 @@
-"""Activations and their Gaussian transforms (THEORY.md sections 2 and 4).
+"""Activations and their Gaussian transforms (docs/theory.md, sections 2 and 4).
 
 For z ~ N(0, q) and (z, z') ~ N(0, [[q, lam], [lam, q]]):
 
@@ -188,7 +188,7 @@ def log_c_alpha(alpha):
 def J_alpha(c, alpha):
     """Normalized alpha-ReLU kernel J_alpha(c) = E[psi(u) psi(u')] / c_alpha, unit variances, corr c.
 
-    Exact rewriting of THEORY.md's integral (tan-half-angle substitution, Phi = (pi - arccos c) / 2):
+    Exact rewriting of docs/theory.md's integral (tan-half-angle substitution, Phi = (pi - arccos c) / 2):
 
         J_alpha(c) = Gamma(alpha+1) 2^alpha / (pi c_alpha) * int_0^Phi [sin(Phi-t) sin(Phi+t)]^alpha dt,
 

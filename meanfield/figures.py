@@ -1,4 +1,4 @@
-"""Figure builders for the paper's dynamics figures (THEORY.md sections 5 and 6), shared by experiments/.
+"""Figure builders for the paper's dynamics figures (docs/theory.md, sections 5 and 6), shared by experiments/.
 
 Every figure draws three things in fixed styles, so that a reader tells them apart at a glance:
 
@@ -23,7 +23,7 @@ from . import asymptotics as asy
 from .spec import Spec
 
 RESNET = dict(sw2=1.0, sv2=1.0, sb2=0.5, sa2=0.5)
-#: THEORY.md section 6: the tanh FRN of the gradient figure (sb2 from the reference values of section 7).
+#: docs/theory.md, section 6: the tanh FRN of the gradient figure (sb2 from the reference values of section 7).
 TANH_FRN = dict(sw2=1.69, sv2=1.5, sb2=0.49, sa2=0.5)
 
 
@@ -220,7 +220,7 @@ class _TheoryView:
 
 
 def dynamics_figure(net: Net, settings: Settings = QUICK, out_dir: str = "figures") -> str:
-    """p, the gap of e to its limit, s and R(l) of one network against depth (THEORY.md section 5).
+    """p, the gap of e to its limit, s and R(l) of one network against depth (docs/theory.md, section 5).
 
     Theory to ``settings.depth(net)`` layers; simulation (fast sampler, float64 for the ReLU family) to
     ``settings.sim_depth`` layers at ``settings.width`` and ``settings.samples`` networks. Returns the path.
@@ -329,7 +329,7 @@ def _log_gradients(log_chi, log_p, sv2: float, sw2: float) -> dict:
 
     Computed in the log domain only: chi_b = sv2 chi Vphi'(q) overflows wherever chi does (float32 beyond
     log chi = 88), so Vphi'(q^(l)) is read off the backward recursion chi^(l-1) = chi^(l) (1 + sv2 sw2
-    Vphi'(q^(l))) (THEORY.md section 3) instead of from the engine's chi_b.
+    Vphi'(q^(l))) (docs/theory.md, section 3) instead of from the engine's chi_b.
     """
     log_chi = np.asarray(log_chi, np.float64)
     log_vp = np.log(np.expm1(log_chi[:-1] - log_chi[1:]) / (sv2 * sw2))
@@ -384,7 +384,7 @@ def _log_log_panel(ax, mask: _Masker, xlabel: str, ylabel: str, title: str, lege
 
 
 def tanh_gradients_figure(settings: Settings = QUICK, out_dir: str = "figures") -> str:
-    """chi, chi_b, chi_w of the tanh FRN against exp(A sqrt l), l counted from the top (THEORY.md section 6).
+    """chi, chi_b, chi_w of the tanh FRN against exp(A sqrt l), l counted from the top (docs/theory.md, section 6).
 
     (a) The paper's form: log of each gradient quantity at the bottom of a depth-l network over its value
     at the top (l layers backpropagated), l = 1..``grad_depth`` on log-log axes, with the dashed law
@@ -472,7 +472,7 @@ def phase_diagram_figure(settings: Settings = QUICK, out_dir: str = "figures") -
     (a) chi_1 over (sw2, sb2) with the critical line chi_1 = 1 (Poole et al. 2016). (b) Feedforward
     correlations approach c* exponentially with depth scale xi_c (Schoenholz et al. 2017). (c) The
     residual net at the same (sw2, sb2) approaches e* polynomially with one exponent delta* for every
-    sw2: no phase transition (THEORY.md section 5).
+    sw2: no phase transition (docs/theory.md, section 5).
     """
     from .theory import trajectory
 
@@ -544,7 +544,7 @@ def phase_diagram_figure(settings: Settings = QUICK, out_dir: str = "figures") -
     mb.note(axb)
     axc.plot([], [], **LAW_STYLE, label=f"law ∝ l^-δ*, δ* = {res.laws().delta_star:.3f} for every σw² "
                                          "(anchored at the last layer)")
-    axc.plot([], [], **ALT_LAW_STYLE, label="C l^-δ* + D l^-1/2, D predicted (THEORY.md omits this term)")
+    axc.plot([], [], **ALT_LAW_STYLE, label="C l^-δ* + D l^-1/2, D predicted (docs/theory.md omits this term)")
     axc.set_xscale("log")
     axc.set_yscale("log")
     axc.set_xlabel("layer l")
@@ -640,7 +640,7 @@ law is right as l → ∞ and the trajectory is right at finite l:
    of opposite sign: for the tanh FRN above the plain local slope is 0.377 at L = 10⁴ and 0.396 at
    L = 10⁵, against δ* = 0.449. Subtracting the predicted D l^(−1/2) gives 0.4456 (−0.7%) at L = 10⁴ and
    0.4474 (−0.3%) at L = 10⁵. A two-term least-squares fit over l ∈ [10⁴, 10⁵] finds D = −3.39 against
-   the leading-order −3.17. THEORY.md's table gives only the l^(−δ*) term; the tanh RRN is not affected
+   the leading-order −3.17. docs/theory.md's table gives only the l^(−δ*) term; the tanh RRN is not affected
    (e* = 0, so G = 0).
 2. **α-ReLU FRN.** J_α is strongly curved next to e* (J_(α−1) is singular at c = 1 and e* is close to
    1), so the linearization that gives δ* = (1 − J_α'(e*))/(1 − α) holds only once |e − e*| ≪ 1 − e*.

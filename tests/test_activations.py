@@ -1,4 +1,4 @@
-"""Gaussian transforms against THEORY.md's reference values, closed forms and adaptive quadrature."""
+"""Gaussian transforms against docs/theory.md's reference values, closed forms and adaptive quadrature."""
 
 import math
 import warnings
@@ -36,7 +36,7 @@ def _in_float64():
     (lambda: mf.tanh.W(100.0, 50.0), 0.3303470284),
 ])
 def test_theory_md_reference_values(value, expected):
-    # THEORY.md section 7 quotes 10 decimal places: agree to half a unit in the last one
+    # docs/theory.md, section 7 quotes 10 decimal places: agree to half a unit in the last one
     assert float(value()) == pytest.approx(expected, rel=0, abs=5.1e-11)
 
 
@@ -65,7 +65,7 @@ def test_tanh_quadrature_relative_error_full_range():
 
 
 def test_tanh_large_q_limits():
-    # THEORY.md section 4: Vtanh(q) = 1 - sqrt(2/pi) q^-1/2 + O(q^-3/2); W -> (2/pi) arcsin c
+    # docs/theory.md, section 4: Vtanh(q) = 1 - sqrt(2/pi) q^-1/2 + O(q^-3/2); W -> (2/pi) arcsin c
     q = 1e8
     assert float(mf.tanh.V(q)) == pytest.approx(1 - math.sqrt(2 / math.pi) / math.sqrt(q), rel=1e-11)
     assert float(mf.tanh.Vp(q)) * math.sqrt(q) == pytest.approx(2 / 3 * math.sqrt(2 / math.pi), rel=1e-6)
@@ -101,7 +101,7 @@ def test_alpha_relu_transforms_against_quadrature(alpha, q):
 
 
 def _J_theory_md(c, a):
-    """THEORY.md's integral form of E[psi(u) psi(u')] / c_alpha, by adaptive quadrature."""
+    """docs/theory.md's integral form of E[psi(u) psi(u')] / c_alpha, by adaptive quadrature."""
     f = lambda eta: math.cos(eta) ** a / (1 - c * math.cos(eta)) ** (a + 1)  # noqa: E731
     integral = integrate.quad(f, 0, math.pi / 2, epsabs=0, epsrel=1e-13, limit=500)[0]
     return special.gamma(a + 1) * (1 - c * c) ** (a + 0.5) / (2 * math.pi) * integral / ref.c_alpha(a)

@@ -59,7 +59,7 @@ def test_tanh_gradient_curves_count_layers_from_the_top(tanh_frn_curves):
 
 def test_tanh_gradient_law_has_the_predicted_A(tanh_frn_curves):
     cur, laws = tanh_frn_curves
-    A = (4 / 3) * np.sqrt(2 / np.pi) * 1.5 * 1.3 / np.sqrt(1.5 + 0.5)  # THEORY.md section 5
+    A = (4 / 3) * np.sqrt(2 / np.pi) * 1.5 * 1.3 / np.sqrt(1.5 + 0.5)  # docs/theory.md, section 5
     assert laws.A == pytest.approx(A, rel=1e-12) and cur["law_A"] == laws.A
     assert laws.A == pytest.approx(1.4669, abs=5e-5)
     l = cur["l"]
