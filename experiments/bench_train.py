@@ -123,7 +123,7 @@ def main(argv=None) -> None:
 
     def grid_vars(shift):
         return NetworkSettings(np.linspace(0.2, 2.0, g) + shift, np.full(g, 1.5), np.full(g, 0.5), np.full(g, 0.5),
-                               np.ones(g), np.full(g, 0.003))
+                               np.ones(g), np.full(g, 0.003), np.ones(g))
 
     seeds = np.arange(g)
     examples = g * args.epochs * (len(data.x_train) // args.batch) * args.batch
@@ -131,7 +131,7 @@ def main(argv=None) -> None:
     one_device = jax.devices()[:1]
     train_grid(grid_vars(0.01), seeds, data, **kw)  # compile
     warm = grid_vars(0.01)
-    train_sequential(Variances(*(v[:1] for v in warm)), seeds[:1], data, devices=one_device, **kw)
+    train_sequential(NetworkSettings(*(v[:1] for v in warm)), seeds[:1], data, devices=one_device, **kw)
     vmapped, sequential = [], []
     for _ in range(args.repeats):
         start, cpu = time.perf_counter(), _cpu_seconds()
