@@ -31,15 +31,33 @@ def use_host_devices(n: int) -> None:
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}"
 
 
+_VARIANCE_FLAGS = ("--sw2", "--sv2", "--sb2", "--sa2")
+
+
+def _without_variances(args: list[str]) -> list[str]:
+    """``args`` without the variance flags and their values (an --init preset sets them)."""
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in _VARIANCE_FLAGS:
+            skip = True
+        else:
+            out.append(a)
+    return out
+
+
 def run(name: str, base: list[str], grids: dict[str, list[str]], description: str, argv=None,
-        variant: bool = False) -> int:
+        variant: bool = False, presets: bool = False) -> int:
     """Parse the script's flags, then run ``meanfield train`` with ``base`` and the chosen grid.
 
     ``--reference`` runs the reference protocol (:data:`REFERENCE`) on ``grids["reference"]`` into
     ``figures/data/<name>``; the default is the quick CPU setting (``--quick``, ``grids["quick"]``)
     into ``runs/mnist_<name>_quick``. ``--variant`` (scripts that have one) picks the ``variant_``
-    grids and names; ``--readout meanfield`` appends ``_meanfield`` to the name. Unknown arguments
-    pass through to ``meanfield train`` (e.g. ``--resume``).
+    grids and names; ``--readout meanfield`` appends ``_meanfield`` to the name. ``--init he|xavier``
+    (scripts with ``presets``) trains the preset's variances at the grid's depths into ``NAME_he`` or
+    ``NAME_xavier``, the siblings :mod:`meanfield.train.schemes` compares the grid with. Unknown
+    arguments pass through to ``meanfield train`` (e.g. ``--resume``).
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--reference", action="store_true",
@@ -48,6 +66,9 @@ def run(name: str, base: list[str], grids: dict[str, list[str]], description: st
         parser.add_argument("--variant", action="store_true", help="vary sa2/sv2 at fixed sv2^2/(sv2+sa2)")
     parser.add_argument("--readout", choices=("linear", "meanfield"), default="linear",
                         help="readout of the trained networks (default linear)")
+    if presets:
+        parser.add_argument("--init", choices=("he", "xavier"),
+                            help="the preset's variances at the grid's depths, into NAME_he or NAME_xavier")
     parser.add_argument("--out", help="output directory (default figures/data/NAME with --reference, "
                                       "else runs/mnist_NAME_quick)")
     parser.add_argument("--host-devices", type=int, default=os.cpu_count() or 1,
@@ -58,13 +79,18 @@ def run(name: str, base: list[str], grids: dict[str, list[str]], description: st
 
     is_variant = getattr(args, "variant", False)
     grid = ("variant_" if is_variant else "") + ("reference" if args.reference else "quick")
-    full_name = name + ("_variant" if is_variant else "") + ("_meanfield" if args.readout == "meanfield" else "")
+    init = getattr(args, "init", None)
+    full_name = (name + ("_variant" if is_variant else "") + ("_meanfield" if args.readout == "meanfield" else "")
+                 + (f"_{init}" if init else ""))
     if args.reference:
         out = args.out or os.path.join(DATA, full_name)
         setting = REFERENCE
     else:
         out = args.out or os.path.join("runs", f"mnist_{full_name}_quick")
         setting = ["--quick"]
-    train_argv = ["train", *base, *grids[grid], *setting, "--readout", args.readout, "--out", out, *extra]
+    chosen = [*base, *grids[grid]]
+    if init:
+        chosen = [*_without_variances(chosen), "--init", init]
+    train_argv = ["train", *chosen, *setting, "--readout", args.readout, "--out", out, *extra]
     print("meanfield " + " ".join(train_argv), flush=True)
     return meanfield_main(train_argv)

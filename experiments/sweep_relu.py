@@ -29,7 +29,7 @@ GRIDS = {
 
 
 def main(argv=None) -> int:
-    return run("relu", BASE, GRIDS, __doc__.split("\n\n")[0], argv)
+    return run("relu", BASE, GRIDS, __doc__.split("\n\n")[0], argv, presets=True)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ GRIDS = {
 
 
 def main(argv=None) -> int:
-    return run("tanh", BASE, GRIDS, __doc__.split("\n\n")[0], argv, variant=True)
+    return run("tanh", BASE, GRIDS, __doc__.split("\n\n")[0], argv, variant=True, presets=True)
 
 
 if __name__ == "__main__":

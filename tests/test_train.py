@@ -456,19 +456,22 @@ def test_partial_rank_correlation_removes_depth():
     assert analysis.partial_spearman(x + depth, acc2, depth) < -0.9
 
 
-def _write_sweep(directory, act, rows, sw2, depths, lrs=(1e-3, 1e-2), seeds=3):
-    """A sweep directory with hand-made results: rows maps (sw2, depth, lr, seed) -> (val, test, diverged)."""
+def _write_sweep(directory, act, rows, sw2, depths, lrs=(1e-3, 1e-2), seeds=3, init="spec"):
+    """A sweep directory with hand-made results: rows maps (sw2, depth, lr, seed) -> (val, test, diverged).
+    With an ``init`` preset the preset's variances replace sw2 = sw2, sv2 = 1, sb2 = sa2 = 0.5."""
     os.makedirs(directory, exist_ok=True)
     cfg = _tiny_sweep(act=act, sw2=tuple(sw2), depth=tuple(depths), sv2=(1.0,), sb2=(0.5,), sa2=(0.5,),
-                      lr=tuple(lrs), seeds=seeds)
+                      lr=tuple(lrs), seeds=seeds, init=init)
+    eff = effective(cfg)
     with open(os.path.join(directory, "config.json"), "w") as f:
-        json.dump({"sweep": cfg.to_json(), "effective": effective(cfg).to_json(),
+        json.dump({"sweep": cfg.to_json(), "effective": eff.to_json(),
                    "input_stats": {"p0": 1.0, "gamma0": 0.3}, "n_train": 64, "n_test": 32, "n_val": 16}, f)
     with open(os.path.join(directory, "results.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
         for (s, L, lr, seed), (val, test, div) in rows.items():
-            w.writerow(["frn", act, "linear", 1.0, s, 1.0, 0.5, 0.5, lr, L, 8, seed, 1, test, val, test, 1.0,
+            variances = [s, 1.0, 0.5, 0.5] if init == "spec" else [eff.sw2[0], eff.sv2[0], eff.sb2[0], eff.sa2[0]]
+            w.writerow(["frn", act, "linear", 1.0, *variances, lr, L, 8, seed, 1, test, val, test, 1.0,
                         int(div), 0.1])
 
 
@@ -530,6 +533,61 @@ def test_tanh_analysis_recovers_ridge_with_interval(tmp_path):
     paths = heatmap.write_figures(d, summary, figures_dir=str(tmp_path / "figs"))
     assert [os.path.basename(p) for p in paths] == ["heatmap.png", "lr_map.png", "scatter.png"]
     assert os.path.exists(tmp_path / "figs" / "mnist_tanh_heatmap.png")
+
+
+def test_schemes_table_compares_theory_pick_with_presets(tmp_path, capsys):
+    """ReLU grid sw2 in {0.5, 1, 1.5} at L = 10, 200 (sv2 = 1, sb2 = sa2 = 0.5, p0 = 1): the theory picks
+    the largest sw2 below float32 overflow, 1.5 at L = 10 and 1.0 at L = 200 (log p^(200) = 82.0 there,
+    112 for 1.5). The grid's best cell is chosen on validation (sw2 0.5 at L = 200, although sw2 1.5 has
+    the better test accuracy); He diverges at L = 200, so its difference there is undefined."""
+    rng = np.random.default_rng(3)
+    test_acc = {(0.5, 10): 0.90, (1.0, 10): 0.92, (1.5, 10): 0.95,
+                (0.5, 200): 0.85, (1.0, 200): 0.80, (1.5, 200): 0.88}
+    val_acc = {**test_acc, (1.5, 200): 0.70}
+    main_rows, he_rows, xavier_rows = {}, {}, {}
+    for L in (10, 200):
+        for lr in (1e-3, 1e-2):
+            for seed in range(3):
+                noise = rng.normal(0, 0.003)
+                for s in (0.5, 1.0, 1.5):
+                    main_rows[(s, L, lr, seed)] = (val_acc[(s, L)] + noise, test_acc[(s, L)] + noise, 0)
+                he_rows[(2.0, L, lr, seed)] = (0.9 + noise, 0.9 + noise, L == 200)
+                xavier_rows[(1.0, L, lr, seed)] = (0.85 + noise, 0.85 + noise, 0)
+    d = str(tmp_path / "relu")
+    _write_sweep(d, "relu", main_rows, (0.5, 1.0, 1.5), (10, 200))
+    _write_sweep(d + "_he", "relu", he_rows, (0.5, 1.0, 1.5), (10, 200), init="he")
+    _write_sweep(d + "_xavier", "relu", xavier_rows, (0.5, 1.0, 1.5), (10, 200), init="xavier")
+    table = analysis.analyze(d, bootstrap=200)["schemes"]
+    rows = {r["depth"]: r for r in table["rows"]}
+    assert [rows[10]["theory_sw2"], rows[200]["theory_sw2"]] == [1.5, 1.0]
+    assert abs(rows[10]["theory"]["value"] - 0.95) < 0.01 and abs(rows[200]["theory"]["value"] - 0.80) < 0.01
+    assert abs(rows[200]["grid_best"]["value"] - 0.85) < 0.01  # on validation, not the 0.88 of sw2 1.5
+    assert rows[200]["he"]["value"] is None and rows[200]["theory_minus_he"]["value"] is None
+    lo, hi = rows[10]["theory_minus_xavier"]["ci95"]
+    assert 0.08 < lo < 0.1 < hi < 0.12
+    assert table["n_theory_beats"]["xavier"] == {"above_0": 1, "below_0": 1, "neither": 0}
+    summary = analysis.write_summary(d, bootstrap=50)
+    assert any("initialization schemes" in line for line in analysis.summary_lines(summary))
+    assert "schemes.png" in [os.path.basename(p) for p in heatmap.write_figures(d, summary)]
+    # a preset sweep at another protocol is refused, naming what differs
+    _write_sweep(d + "_xavier", "relu", {k[:2] + (1e-3,) + k[3:]: v for k, v in xavier_rows.items()},
+                 (0.5, 1.0, 1.5), (10, 200), lrs=(1e-3,), init="xavier")
+    with pytest.raises(ValueError, match="xavier sweep.*lr"):
+        analysis.analyze(d, bootstrap=10)
+
+
+def test_tanh_theory_pick_follows_the_paper_curve(tmp_path):
+    from meanfield.train.schemes import TANH_SW2_L, theory_cells
+
+    sw2 = tuple(float(f"{0.1 * 20 ** (i / 9):.4g}") for i in range(10))
+    depths = (10, 100, 150, 300)
+    rows = {(s, L, 1e-3, 0): (0.9, 0.9, 0) for s in sw2 for L in depths}
+    d = str(tmp_path / "tanh")
+    _write_sweep(d, "tanh", rows, sw2, depths, lrs=(1e-3,), seeds=1)
+    _, runs = analysis.load(d)
+    picks = theory_cells("tanh", runs, np.zeros(runs.n_cells))
+    got = {L: runs.axes["sw2"][i] for L, i in picks.items()}
+    assert got == {10: 2.0, 100: 1.434, 150: 1.028, 300: 0.5282} and TANH_SW2_L == 150
 
 
 def test_divergence_is_placed_against_the_overflow_line(tmp_path):

@@ -82,7 +82,8 @@ class Runs:
         return ["best"] + [f"lr={lr:.4g}" for lr in self.lrs]
 
     def outcome(self, protocol: str, seed_idx: np.ndarray | None = None) -> dict:
-        """Per-cell accuracy (NaN for diverged or untrained cells), diverged flag and learning rate.
+        """Per-cell test accuracy (NaN for diverged or untrained cells), diverged flag, learning rate, and
+        the mean validation accuracy at that learning rate (what a selection among cells may use).
 
         ``seed_idx`` (cells, seeds) picks which seeds each cell uses (a bootstrap replicate); default
         all seeds once.
@@ -111,13 +112,17 @@ class Runs:
                                  f"(the sweep has {', '.join(f'{v:.4g}' for v in self.lrs)})")
             chosen = np.full(n, j)
         t = test[np.arange(n), chosen]
+        v = val[np.arange(n), chosen]
         d = div[np.arange(n), chosen]
         with _quiet():
             frac_div = np.nanmean(d, -1)
             acc = np.nanmean(np.where(d > 0, np.nan, t), -1)
+            val_acc = np.nanmean(np.where(d > 0, np.nan, v), -1)
         diverged = frac_div >= DIVERGED_FRACTION
         acc = np.where(diverged, np.nan, acc)
-        return {"acc": acc, "diverged": diverged, "diverged_fraction": frac_div, "lr": self.lrs[chosen]}
+        val_acc = np.where(diverged, np.nan, val_acc)
+        return {"acc": acc, "val_acc": val_acc, "diverged": diverged, "diverged_fraction": frac_div,
+                "lr": self.lrs[chosen]}
 
 
 @contextlib.contextmanager
@@ -307,6 +312,11 @@ def analyze(out_dir: str, *, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
     summary["protocols"] = (summary["facets"][0]["protocols"] if len(parts) == 1 else
                             _protocols(config, runs, pred, x_axis, bootstrap, seed, ridge=False))
     summary["divergence"] = divergence_summary(runs, pred)
+    from .schemes import compare
+
+    schemes = compare(out_dir, config, runs, pred, bootstrap=bootstrap, seed=seed)
+    if schemes is not None:
+        summary["schemes"] = schemes
     return summary
 
 
@@ -450,9 +460,27 @@ def summary_lines(summary: dict) -> list[str]:
                             f", theory {summary['predictor']} along the edge {e['edge_predictor']:.2f}"))
         if "lr_counts" in e:
             lines.append("    learning rates chosen: " + ", ".join(f"{k}: {v} cells" for k, v in e["lr_counts"].items()))
+    if "schemes" in summary:
+        lines += _scheme_lines(summary["schemes"], fmt)
     d = summary["divergence"]
     for lr, v in d["per_lr"].items():
         lines.append(f"  divergence at lr {lr}: {v['n_diverged']}/{v['n_networks']} networks "
                      f"({v['n_diverged_below_overflow']} below the float32 overflow line); no seed diverged up to "
                      f"log p^(L) = {v['max_log_p_none_diverged']}, every seed from {v['min_log_p_all_diverged']}")
+    return lines
+
+
+def _scheme_lines(table: dict, fmt) -> list[str]:
+    def cell(e):
+        return "diverged" if e["value"] is None else fmt(e)
+
+    lines = [f"  initialization schemes per depth (best protocol; theory: {table['rule']}):"]
+    for r in table["rows"]:
+        sw2 = "none" if r["theory_sw2"] is None else f"{r['theory_sw2']:.3g}"
+        parts = [f"theory (sw2 {sw2}) {cell(r['theory'])}", f"grid best {cell(r['grid_best'])}"]
+        parts += [f"{k} {cell(r[k])}" for k in table["presets"]]
+        lines.append(f"    L = {r['depth']}: " + "; ".join(parts))
+    for k, c in table["n_theory_beats"].items():
+        lines.append(f"    theory - {k}: interval above 0 at {c['above_0']} depths, below 0 at {c['below_0']}, "
+                     f"neither or undefined at {c['neither']}")
     return lines

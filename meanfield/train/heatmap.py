@@ -13,6 +13,10 @@ Written into the sweep directory (and copied into a figures directory when asked
 * ``lr_map.png``: the learning rate the ``best`` protocol chose in each cell (on validation accuracy).
 * ``scatter.png``: accuracy against the predictor (``best`` protocol), coloured by depth, with the rank
   correlations.
+* ``schemes.png`` (when the sweep has He/Xavier siblings, :mod:`meanfield.train.schemes`): test
+  accuracy against depth of the theory's depth-aware pick, the grid's best cell (chosen on
+  validation), He and Xavier, with 95% bootstrap intervals; diverged entries are marked on the
+  chance line.
 """
 
 from __future__ import annotations
@@ -272,9 +276,49 @@ def write_figures(out_dir: str, summary: dict | None = None, figures_dir: str | 
     written.append(os.path.join(out_dir, "scatter.png"))
     _save(fig, written[-1])
 
+    if "schemes" in summary:
+        written.append(os.path.join(out_dir, "schemes.png"))
+        _save(_schemes_figure(summary["schemes"], head), written[-1])
+
     if figures_dir:
         os.makedirs(figures_dir, exist_ok=True)
         prefix = prefix if prefix is not None else "mnist_" + os.path.basename(os.path.normpath(out_dir)) + "_"
         for p in written:
             shutil.copyfile(p, os.path.join(figures_dir, prefix + os.path.basename(p)))
     return written
+
+
+_SCHEME_STYLE = {"grid_best": ("grid best (chosen on validation)", "black", "s"),
+                 "theory": ("theory's depth-aware pick", "tab:green", "o"),
+                 "he": ("He (sw2 = sv2 = 2, no biases)", "magenta", "^"),
+                 "xavier": ("Xavier (sw2 = sv2 = 1, no biases)", "tab:blue", "v")}
+
+
+def _schemes_figure(table: dict, head: str):
+    fig = Figure(figsize=(7.2, 5.0), layout="constrained")
+    ax = fig.subplots()
+    depths = np.array([r["depth"] for r in table["rows"]], np.float64)
+    names = ["grid_best", "theory", *table["presets"]]
+    shift = np.exp(np.linspace(-0.04, 0.04, len(names)))  # side by side at each depth
+    for k, name in enumerate(names):
+        label, color, marker = _SCHEME_STYLE[name]
+        vals = np.array([np.nan if r[name]["value"] is None else r[name]["value"] for r in table["rows"]])
+        lo = np.array([np.nan if r[name]["ci95"] is None else r[name]["ci95"][0] for r in table["rows"]])
+        hi = np.array([np.nan if r[name]["ci95"] is None else r[name]["ci95"][1] for r in table["rows"]])
+        x = depths * shift[k]
+        ok = np.isfinite(vals)
+        ax.errorbar(x[ok], vals[ok], yerr=[np.nan_to_num(vals[ok] - lo[ok]), np.nan_to_num(hi[ok] - vals[ok])],
+                    color=color, marker=marker, ms=5, lw=1.2, capsize=3, label=label)
+        if (~ok).any():
+            ax.plot(x[~ok], np.full((~ok).sum(), CHANCE), marker="x", ls="none", color=color, ms=8, mew=2)
+    ax.axhline(CHANCE, color="0.5", ls=":", lw=1)
+    ax.text(depths.min(), CHANCE, " chance; x: diverged (at least half of the seeds)", va="bottom", fontsize=8,
+            color="0.4")
+    ax.set_xscale("log")
+    ax.set_xticks(depths, [str(int(v)) for v in depths])
+    ax.minorticks_off()
+    ax.set_xlabel(AXIS_LABELS["depth"])
+    ax.set_ylabel("test accuracy, best protocol (95% bootstrap interval over seeds)")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(head + f"\ntheory's pick: {table['rule']}", fontsize=8)
+    return fig
