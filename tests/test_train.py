@@ -255,7 +255,7 @@ def test_sharded_grid_matches_single_device(tmp_path):
         import numpy as np, jax, meanfield, sys
         sys.path.insert(0, %r)
         from test_train import synthetic_mnist, TINY
-        from meanfield.train.trainer import train_grid, init_grid, grid_shardings
+        from meanfield.train.trainer import train_grid
         from meanfield.train.model import NetworkSettings
         LR = %r
         assert len(jax.devices()) == 4

@@ -165,9 +165,18 @@ def run_sweep(cfg: SweepConfig, out_dir: str, *, resume: bool = False, data: MNI
       devices: devices to shard each group over (default: all visible).
     """
     validate(cfg)
-    check_writable(out_dir)
-    with output_lock(out_dir):
-        done = prepare(cfg, out_dir, resume=resume)
+    from ..parallel import is_writer
+
+    with contextlib.ExitStack() as stack:
+        done, error = set(), None
+        if is_writer():  # the one process that locks, reads and writes the directory
+            try:
+                check_writable(out_dir)
+                stack.enter_context(output_lock(out_dir))
+                done = prepare(cfg, out_dir, resume=resume)
+            except SweepError as err:
+                error = err
+        done = _share_done(cfg, done, error)
         if data is None:
             data = load_mnist(cfg.data)
         stats_in = data.input_stats()
@@ -176,6 +185,35 @@ def run_sweep(cfg: SweepConfig, out_dir: str, *, resume: bool = False, data: MNI
         except ValueError as err:
             raise SweepError(f"the data do not fit this sweep's subsets: {err}") from None
         return _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devices)
+
+
+def _all_networks(eff: SweepConfig) -> list:
+    """Every network of an (effective) sweep, in training order: (setting, depth, seed)."""
+    grid = settings(eff)
+    return [(s, depth, seed) for depth in sorted(eff.depth) for s in grid for seed in range(eff.seeds)]
+
+
+def _key(s: dict, depth: int, seed: int) -> tuple:
+    return (tuple(s[a] for a in VALUE_AXES), depth, seed)
+
+
+def _share_done(cfg: SweepConfig, done: set, error: SweepError | None) -> set:
+    """The finished networks as process 0 read them, on every process (``jax.distributed``), or
+    process 0's error raised everywhere, so that every process trains the same groups in step."""
+    import jax
+
+    if jax.process_count() == 1:
+        if error is not None:
+            raise error
+        return done
+    from jax.experimental import multihost_utils
+
+    nets = _all_networks(effective(cfg))
+    mask = np.array([error is None] + [_key(*n) in done for n in nets], np.bool_)
+    mask = np.asarray(multihost_utils.broadcast_one_to_all(mask))
+    if not mask[0]:
+        raise error if error is not None else SweepError("the sweep cannot start: see the error of process 0")
+    return {_key(*n) for n, d in zip(nets, mask[1:]) if d}
 
 
 def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devices) -> str:
@@ -187,26 +225,28 @@ def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devi
     from .predictors import readout_scale
     from .trainer import train_grid
 
+    from ..parallel import grid_mesh, is_writer
+
     eff = effective(cfg)
     p0, gamma0 = stats_in
+    writer = is_writer()
     config_path = os.path.join(out_dir, "config.json")
     results_path = os.path.join(out_dir, "results.csv")
-    with open(config_path, "w") as f:
-        json.dump({"sweep": cfg.to_json(), "effective": effective(cfg).to_json(),
-                   "input_stats": {"p0": p0, "gamma0": gamma0},
-                   "n_train": int(len(data.x_train)), "n_test": int(len(data.x_test)),
-                   "n_val": int(len(data.x_val))}, f, indent=2)
-        f.write("\n")
+    if writer:
+        with open(config_path, "w") as f:
+            json.dump({"sweep": cfg.to_json(), "effective": effective(cfg).to_json(),
+                       "input_stats": {"p0": p0, "gamma0": gamma0},
+                       "n_train": int(len(data.x_train)), "n_test": int(len(data.x_test)),
+                       "n_val": int(len(data.x_val))}, f, indent=2)
+            f.write("\n")
 
     act = get_activation(eff.act)
-    n_dev = len(devices) if devices is not None else len(jax.devices())
-    grid = settings(eff)
+    mesh = grid_mesh(devices)
+    n_dev = mesh.devices.size
     todo = {}
-    for depth in sorted(eff.depth):
-        nets = [(s, seed) for s in grid for seed in range(eff.seeds)
-                if (tuple(s[a] for a in VALUE_AXES), depth, seed) not in done]
-        if nets:
-            todo[depth] = nets
+    for s, depth, seed in _all_networks(eff):
+        if _key(s, depth, seed) not in done:
+            todo.setdefault(depth, []).append((s, seed))
     n_eval = len(data.x_train) + len(data.x_test) + len(data.x_val)
     seen = (len(data.x_train) // eff.train.batch) * eff.train.batch
     # progress counts network-example-layers; a training example costs ~3 forward passes
@@ -214,16 +254,10 @@ def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devi
     eval_cost = lambda depth: depth * n_eval  # noqa: E731
     total = sum((eff.train.epochs * epoch_cost(d) + eval_cost(d)) * len(n) for d, n in todo.items())
     n_nets = sum(len(n) for n in todo.values())
-    bar = tqdm(total=total, disable=not progress, file=sys.stderr, unit="ex-layer", unit_scale=True,
-               mininterval=5.0, desc=f"train {n_nets} networks")
-    new_file = not os.path.exists(results_path) or os.path.getsize(results_path) == 0
+    bar = tqdm(total=total, disable=not (progress and writer), file=sys.stderr, unit="ex-layer",
+               unit_scale=True, mininterval=5.0, desc=f"train {n_nets} networks")
     finished = 0
-    with open(results_path, "a", newline="") as f, bar:
-        writer = csv.writer(f)
-        if new_file:
-            writer.writerow(COLUMNS)
-            f.flush()
-            os.fsync(f.fileno())
+    with _results_file(results_path, writer) as rows, bar:
         for depth, nets in todo.items():
             limit = max_group or default_max_group(eff.train, depth, n_dev)
             n_groups = -(-len(nets) // limit)
@@ -240,24 +274,43 @@ def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devi
                 seeds = np.array([seed for _, seed in group])
 
                 def on_epoch(epoch, state, depth=depth, n=len(group)):
+                    jax.block_until_ready(state.epoch_loss)  # the bar shows epochs done, not dispatched
                     bar.set_postfix_str(f"{finished}/{n_nets} done, L={depth} epoch {epoch}/{eff.train.epochs}")
                     bar.update(epoch_cost(depth) * n)
 
                 res = train_grid(var, seeds, data, arch=eff.arch, act=act, depth=depth, cfg=eff.train,
-                                 devices=devices, on_epoch=on_epoch)
+                                 devices=mesh, on_epoch=on_epoch if progress and writer else None)
                 seconds = (time.perf_counter() - t0) / len(group)
-                for i, (s, seed) in enumerate(group):
-                    writer.writerow([_fmt(v) for v in (
-                        eff.arch, eff.act, eff.readout, s["alpha"], s["sw2"], s["sv2"], s["sb2"], s["sa2"],
-                        s["lr"], depth, eff.train.width, seed, eff.train.epochs, float(res.train_acc[i]),
-                        float(res.val_acc[i]), float(res.test_acc[i]), float(res.test_loss[i]),
-                        int(res.diverged_epoch[i]), seconds)])
-                f.flush()
-                os.fsync(f.fileno())
+                rows([[_fmt(v) for v in (
+                    eff.arch, eff.act, eff.readout, s["alpha"], s["sw2"], s["sv2"], s["sb2"], s["sa2"],
+                    s["lr"], depth, eff.train.width, seed, eff.train.epochs, float(res.train_acc[i]),
+                    float(res.val_acc[i]), float(res.test_acc[i]), float(res.test_loss[i]),
+                    int(res.diverged_epoch[i]), seconds)] for i, (s, seed) in enumerate(group)])
                 finished += len(group)
                 bar.update(eval_cost(depth) * len(group))
                 bar.set_postfix_str(f"{finished}/{n_nets} done, L={depth}")
     return results_path
+
+
+@contextlib.contextmanager
+def _results_file(path: str, writer: bool):
+    """A function that appends rows to results.csv (header first in a new file), flushed and synced
+    after every call; on processes other than the writer it does nothing."""
+    if not writer:
+        yield lambda rows: None
+        return
+    new_file = not os.path.exists(path) or os.path.getsize(path) == 0
+    with open(path, "a", newline="") as f:
+        out = csv.writer(f)
+
+        def append(rows):
+            out.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())
+
+        if new_file:
+            append([COLUMNS])
+        yield append
 
 
 def read_results(path: str) -> dict[str, np.ndarray]:

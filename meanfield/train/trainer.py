@@ -3,8 +3,8 @@
 All networks of a grid share the architecture, activation, depth and width (static: they fix the
 shapes), and differ in their variances, alpha and seed (arrays: one leading grid axis). Initialization,
 each training epoch and evaluation are ``jax.vmap`` over the grid axis of a one-network function, and
-the grid axis is sharded over all visible devices (``jax.sharding``), padded to a multiple of the
-device count. Training is float32.
+the grid axis is sharded over every device of every process (:mod:`meanfield.parallel`), padded to a
+multiple of the device count. Training is float32.
 
 A network whose loss or gradient turns NaN or inf is *diverged*: the offending update and all later
 ones are masked out (its parameters stay at their last finite values), the epoch is recorded, and the
@@ -22,9 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
 from ..activations import Activation
+from ..parallel import grid_mesh, pad_rows, replicate, shard_rows, to_host
 from .config import TrainConfig
 from .data import MNIST
 from .model import NetworkSettings, apply, cross_entropy, init_params
@@ -178,13 +177,6 @@ def _broadcast(var: NetworkSettings, shape) -> NetworkSettings:
     return NetworkSettings(*(np.broadcast_to(np.asarray(v, np.float32), shape) for v in var))
 
 
-def grid_shardings(devices=None):
-    """(sharded along the grid axis, replicated) shardings over ``devices`` (default: all visible)."""
-    devices = list(jax.devices() if devices is None else devices)
-    mesh = Mesh(np.array(devices), ("grid",))
-    return NamedSharding(mesh, PartitionSpec("grid")), NamedSharding(mesh, PartitionSpec())
-
-
 def train_grid(var: NetworkSettings, seeds, data: MNIST, *, arch: str, act: Activation, depth: int,
                cfg: TrainConfig, devices=None,
                on_epoch: Callable[[int, TrainState], None] | None = None) -> GridResult:
@@ -196,7 +188,10 @@ def train_grid(var: NetworkSettings, seeds, data: MNIST, *, arch: str, act: Acti
       data: standardized MNIST (any subset); training uses every training example each epoch.
       arch, act, depth: the shared architecture (``frn``, ``rrn`` or ``ff``), activation and depth.
       cfg: training hyperparameters.
-      devices: devices to shard the grid over (default: all visible devices).
+      devices: devices to shard the grid over, or a one-axis :class:`~jax.sharding.Mesh` (default:
+        every device of every process, :func:`meanfield.parallel.grid_mesh`). Under
+        ``jax.distributed`` every process calls this with the same arguments and receives every
+        network's results.
       on_epoch: called after each epoch with (epoch index from 1, the grid's TrainState).
     """
     seeds = np.asarray(seeds, dtype=np.int64).ravel()
@@ -206,16 +201,14 @@ def train_grid(var: NetworkSettings, seeds, data: MNIST, *, arch: str, act: Acti
     if cfg.batch > len(data.x_train):
         raise ValueError(f"batch must be <= the number of training examples ({len(data.x_train)}), got {cfg.batch}")
     var_np = _broadcast(var, (g,))
-    sharded, replicated = grid_shardings(devices)
-    n_dev = sharded.mesh.size
+    mesh = grid_mesh(devices)
+    n_dev = mesh.devices.size
     padded = -(-g // n_dev) * n_dev
     # padding repeats the last network; its results are dropped
-    pad = lambda a: np.concatenate([a, np.repeat(a[-1:], padded - g, 0)])  # noqa: E731
     keys = np.stack([np.asarray(jax.random.PRNGKey(int(s))) for s in seeds])
-    keys = jax.device_put(pad(keys), sharded)
-    var_dev = jax.device_put(NetworkSettings(*(pad(v) for v in var_np)), sharded)
-    x_train = jax.device_put(data.x_train.astype(np.float32), replicated)
-    y_train = jax.device_put(data.y_train.astype(np.int32), replicated)
+    keys = shard_rows(pad_rows(keys, padded), mesh)
+    var_dev = shard_rows(NetworkSettings(*(pad_rows(v, padded) for v in var_np)), mesh)
+    x_train, y_train = replicate((data.x_train.astype(np.float32), data.y_train.astype(np.int32)), mesh)
 
     state = init_grid(keys, var_dev, arch=arch, width=cfg.width, depth=depth, cfg=cfg)
     for epoch in range(cfg.epochs):
@@ -224,14 +217,14 @@ def train_grid(var: NetworkSettings, seeds, data: MNIST, *, arch: str, act: Acti
         if on_epoch is not None:
             on_epoch(epoch + 1, state)
 
-    xs, ys, split = (jax.device_put(a, replicated) for a in eval_chunks(data, cfg.eval_batch))
+    xs, ys, split = replicate(eval_chunks(data, cfg.eval_batch), mesh)
     correct, loss = evaluate_grid(state.params, var_dev, xs, ys, split, arch=arch, act=act)
+    correct, loss, diverged_epoch, epoch_loss = to_host((correct, loss, state.diverged_epoch, state.epoch_loss))
     sizes = np.array([len(data.x_train), len(data.x_test), len(data.x_val)], np.float64)
     with np.errstate(invalid="ignore"):  # no validation set: 0 / 0 = NaN
-        acc = np.asarray(correct)[:g] / sizes
-        loss = np.asarray(loss, np.float64)[:g] / sizes
-    return GridResult(acc[:, 0], acc[:, 2], acc[:, 1], loss[:, 1], np.asarray(state.diverged_epoch)[:g],
-                      np.asarray(state.epoch_loss)[:g])
+        acc = correct[:g] / sizes
+        loss = loss.astype(np.float64)[:g] / sizes
+    return GridResult(acc[:, 0], acc[:, 2], acc[:, 1], loss[:, 1], diverged_epoch[:g], epoch_loss[:g])
 
 
 def train_sequential(var: NetworkSettings, seeds, data: MNIST, **kwargs) -> tuple[GridResult, float]:
