@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from .blocks import get_block
+
 # ------------------------------------------------------------------------------------------ theory
 #: Default number of grid points per compiled call of the theory engine.
 DEFAULT_CHUNK = 4096
@@ -71,6 +73,10 @@ def check_args(width, samples, sampler="fast", dtype="float32") -> tuple[int, in
     return width, samples, sampler, _check_dtype(dtype)
 
 
+def _tape_rows(sampler: str, arch: str) -> int:
+    return get_block(arch).tape_rows(sampler)
+
+
 def plan(sampler: str, arch: str, width: int, depth: int, itemsize: int, n_networks: int,
          memory_bytes: int = DEFAULT_MEMORY_BYTES, segment: int | None = None) -> tuple[int, int]:
     """(segment length, networks per chunk) for a memory budget; segment >= depth means no recompute.
@@ -78,7 +84,7 @@ def plan(sampler: str, arch: str, width: int, depth: int, itemsize: int, n_netwo
     Without a given ``segment``, the whole backward tape is kept when one network's tape fits in
     ``memory_bytes``; otherwise the segment length minimizes checkpoints + one segment's tape.
     """
-    tape_rows = (9 if arch == "frn" else 5) if sampler == "fast" else 1
+    tape_rows = _tape_rows(sampler, arch)
     if segment is None:
         if network_bytes(sampler, arch, width, depth, itemsize, depth) <= memory_bytes:
             segment = depth
@@ -93,7 +99,7 @@ def plan(sampler: str, arch: str, width: int, depth: int, itemsize: int, n_netwo
 def network_bytes(sampler: str, arch: str, width: int, depth: int, itemsize: int, segment: int) -> int:
     """Working memory of one network in a compiled chunk: tape (or checkpoints + one segment) + one layer."""
     n = width
-    tape_rows = (9 if arch == "frn" else 5) if sampler == "fast" else 1
+    tape_rows = _tape_rows(sampler, arch)
     # transient arrays of one layer: the forward draws and their images (fast), or one N x N matrix
     work_rows = 24 if sampler == "fast" else n + 8
     if segment >= depth:

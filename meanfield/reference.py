@@ -1,6 +1,7 @@
 """An independent, straightforward implementation of docs/theory.md, sections 3 and 4, in numpy and scipy.
 
-Every transform is an adaptive ``scipy.integrate.quad`` (nested for W) evaluated per layer in a Python
+It reads the block definitions of :mod:`meanfield.blocks` (data only) and interprets them on its own, in
+the plain domain (p, gamma, mu, s) rather than the engine's log domain. Every transform is an adaptive ``scipy.integrate.quad`` (nested for W) evaluated per layer in a Python
 loop: slow, but sharing no code with the JAX engine beyond the formulas of docs/theory.md. Tests use it as
 the referee and ``experiments/bench_theory.py`` as the speed baseline.
 """
@@ -11,6 +12,8 @@ import math
 
 import numpy as np
 from scipy import integrate, special
+
+from . import blocks
 
 _EPS = 1e-13
 
@@ -155,52 +158,87 @@ W_ = _at_unit_variance(W, lambda a: a)
 half_sq_diff_ = _at_unit_variance(half_sq_diff, lambda a: a)
 
 
+def _forward(prims, sig, hv, act, alpha, probe):
+    """Push (p, gamma, mu, s) through ``prims``: (sig, backward records), as in meanfield.blocks but in
+    the plain domain and with the transforms above."""
+    recs = []
+    for prim in prims:
+        p, g, mu, s = sig
+        if isinstance(prim, blocks.Dense):
+            s2 = hv[prim.var]
+            recs.append(("dense", prim.name, s2, p))
+            sig = (s2 * p, s2 * g, 0.0, s2 * s)
+        elif isinstance(prim, blocks.Bias):
+            recs.append(("bias", prim.name))
+            sig = (p + hv[prim.var], g + hv[prim.var], mu, s)
+        elif isinstance(prim, blocks.Act):
+            if mu != 0.0:
+                raise NotImplementedError("an activation of a signal with a non-zero mean")
+            q, lam = p, g
+            # s is tracked on its own through V - W = (1/2) E[(phi(x) - phi(y))^2]: 2 (p - gamma) cancels
+            # when e -> 1
+            dsq = half_sq_diff_(act, q, s / 2 / q if q > 0 else 0.0, alpha)
+            probe.setdefault("q", q)
+            probe.setdefault("lambda", lam)
+            recs.append(("act", Vp_(act, q, alpha)))
+            sig = (V_(act, q, alpha), W_(act, q, lam, alpha), M_(act, q, alpha), 2 * dsq)
+        elif isinstance(prim, blocks.Residual):
+            (bp, bg, bmu, bs), branch = _forward(prim.branch, sig, hv, act, alpha, probe)
+            recs.append(("residual", branch))
+            sig = (p + bp + 2 * mu * bmu, g + bg + 2 * mu * bmu, mu + bmu, s + bs)
+        else:
+            raise TypeError(f"unknown primitive {prim!r}")
+    return sig, recs
+
+
+def _backward(recs, g, gains):
+    """chi at the input of ``recs`` per unit chi at their output ``g``; fills the parameters' gains."""
+    for rec in reversed(recs):
+        if rec[0] == "dense":
+            gains[rec[1]] = g * rec[3]
+            g = g * rec[2]
+        elif rec[0] == "bias":
+            gains[rec[1]] = g
+        elif rec[0] == "act":
+            g = g * rec[1]
+        else:
+            g = g + _backward(rec[1], g, gains)
+    return g
+
+
 def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0.5):
-    """docs/theory.md, section 3 recursions, layer by layer, with the transforms above (no log domain).
+    """docs/theory.md, section 3 recursions of block ``arch`` (:mod:`meanfield.blocks`), layer by layer,
+    with the transforms above (no log domain). Variances the block does not use are ignored.
 
     Returns a dict of numpy arrays of length depth + 1 (NaN where undefined) and the scalar ``log_R``.
     """
-    if arch in ("rrn", "ff"):  # no V and no a
-        sv2, sa2 = 1.0, 0.0
+    block = blocks.get_block(arch)
+    hv = dict(sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2)
     nan = float("nan")
     L = depth
     out = {k: np.full(L + 1, nan) for k in ("p", "q", "gamma", "lambda", "e", "s", "mu",
                                             "chi", "chi_a", "chi_b", "chi_w", "chi_v")}
-    # gamma follows docs/theory.md (through W); s = p + p' - 2 gamma is tracked on its own through
-    # V - W = (1/2) E[(phi(x) - phi(y))^2], because 2 (p - gamma) cancels when e -> 1.
-    p, g, mu, s = p0, gamma0, 0.0, 2.0 * (p0 - gamma0)
-    out["p"][0], out["gamma"][0], out["mu"][0], out["s"][0] = p, g, mu, s
-    vps, vs = [nan], [nan]
+    sig = (p0, gamma0, 0.0, 2.0 * (p0 - gamma0))
+    out["p"][0], out["gamma"][0], out["mu"][0], out["s"][0] = sig
+    layers = [None]
     for l in range(1, L + 1):
-        q = sw2 * p + sb2
-        lam = sw2 * g + sb2
-        v, w, vp, m = V_(act, q, alpha), W_(act, q, lam, alpha), Vp_(act, q, alpha), M_(act, q, alpha)
-        dsq = half_sq_diff_(act, q, sw2 * s / 2 / q if q > 0 else 0.0, alpha)
-        if arch == "ff":
-            p_new, g_new, mu_new, s_new = v, w, m, 2 * dsq
-        elif arch == "frn":
-            p_new, g_new, mu_new, s_new = sv2 * v + sa2 + p, sv2 * w + sa2 + g, 0.0, s + 2 * sv2 * dsq
-        else:  # rrn, mean-tracking
-            p_new, g_new, mu_new, s_new = v + 2 * m * mu + p, w + 2 * m * mu + g, mu + m, s + 2 * dsq
-        out["q"][l], out["lambda"][l] = q, lam
-        vps.append(vp)
-        vs.append(v)
-        p, g, mu, s = p_new, g_new, mu_new, s_new
-        out["p"][l], out["gamma"][l], out["mu"][l], out["s"][l] = p, g, mu, s
+        probe = {}
+        sig, recs = _forward(block.body, sig, hv, act, alpha, probe)
+        out["q"][l], out["lambda"][l] = probe["q"], probe["lambda"]
+        out["p"][l], out["gamma"][l], out["mu"][l], out["s"][l] = sig
+        layers.append(recs)
     out["e"] = out["gamma"] / out["p"]
     chi = np.ones(L + 1)
     log_r = 0.0
     for l in range(L, 0, -1):
-        factor = sw2 * vps[l] if arch == "ff" else 1.0 + sv2 * sw2 * vps[l]
+        gains = {}
+        factor = _backward(layers[l], 1.0, gains)
         chi[l - 1] = chi[l] * factor
         log_r += math.log(factor)
+        for name in blocks.GRADIENT_FIELDS:
+            if name in gains:
+                out["chi_" + name][l] = chi[l] * gains[name]
     out["chi"] = chi
-    for l in range(1, L + 1):
-        out["chi_b"][l] = sv2 * chi[l] * vps[l]
-        out["chi_w"][l] = sv2 * chi[l] * vps[l] * out["p"][l - 1]
-        if arch == "frn":
-            out["chi_a"][l] = chi[l]
-            out["chi_v"][l] = chi[l] * vs[l]
     out["log_R"] = log_r
     return out
 

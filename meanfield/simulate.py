@@ -1,6 +1,7 @@
 """Finite-width simulation (docs/theory.md, section 8): sampled networks, measured with the theory's quantities.
 
-This module owns the simulation engine: sampling FRN / RRN / feedforward networks of width N from a
+This module owns the simulation engine: sampling networks of width N (the blocks of
+:mod:`meanfield.blocks`, which give each sampler its layer step) from a
 :class:`~meanfield.spec.Spec`, pushing two inputs forward and one gradient backward through the same
 weights, and returning the per-layer mean and standard error over independent networks as two
 :class:`~meanfield.trajectory.Trajectory` values (the theory engine's result type). It also owns the
@@ -63,6 +64,7 @@ import numpy as np
 from ._plan import DEFAULT_MEMORY_BYTES, DTYPES, SAMPLERS, _check_dtype, _check_int, check_args, plan  # noqa: F401
 from ._x64 import in_float64
 from .activations import Activation
+from .blocks import GRADIENT_FIELDS, Block, dense_layers, fast_layers, get_block, keys_per_layer
 from .spec import Hyper, Spec
 from .trajectory import FIELDS, Trajectory
 
@@ -103,126 +105,14 @@ def _x_stats(x_pair):
                 mu=jnp.mean(x))
 
 
-def _h_stats(h_pair, phi1):
-    return dict(q=jnp.mean(h_pair[0] * h_pair[0]), lam=jnp.mean(h_pair[0] * h_pair[1]),
-                phi2=jnp.mean(phi1 * phi1))
-
-
-def _scales(hp, n: int):
-    return (jnp.sqrt(hp.sw2 / n), jnp.sqrt(hp.sv2 / n), jnp.sqrt(hp.sb2), jnp.sqrt(hp.sa2))
-
-
-# ------------------------------------------------------------------------------------- fast sampler
-def _basis(pair, rtol):
-    """Orthonormal rows (q0, q1) spanning the two rows of ``pair``, and R with a_k = sum_j R_jk q_j.
-
-    Built from a0 = x + x', a1 = x - x' (modified Gram-Schmidt). A direction whose norm is below
-    ``rtol`` times the pair's Frobenius norm gets q = 0: it is dropped from the conditioning.
-    """
-    a0 = pair[0] + pair[1]
-    a1 = pair[0] - pair[1]
-    n00 = jnp.dot(a0, a0)
-    scale2 = n00 + jnp.dot(a1, a1)
-    thresh2 = rtol * rtol * scale2
-    keep0 = n00 > thresh2
-    r00 = jnp.sqrt(n00)
-    q0 = jnp.where(keep0, a0 / jnp.where(keep0, r00, 1.0), 0.0)
-    r01 = jnp.dot(q0, a1)
-    v = a1 - r01 * q0
-    n11 = jnp.dot(v, v)
-    keep1 = n11 > thresh2
-    r11 = jnp.sqrt(n11)
-    q1 = jnp.where(keep1, v / jnp.where(keep1, r11, 1.0), 0.0)
-    return jnp.stack([q0, q1]), (r00, r01, r11)
-
-
-def _push_forward(r, z, c):
-    """(M x, M x') for a Gaussian matrix M with i.i.d. N(0, c^2) entries, given z_k = M q_k / c.
-
-    M a0 = c r00 z0 and M a1 = c (r01 z0 + r11 z1), and x, x' = (a0 + a1) / 2, (a0 - a1) / 2. Written as
-    one 2 x 2 matrix product so that XLA materializes the random rows once instead of regenerating
-    them inside each output row's fused loop (which doubled the layer's cost).
-    """
-    r00, r01, r11 = r
-    mix = (0.5 * c) * jnp.stack([jnp.stack([r00 + r01, r11]), jnp.stack([r00 - r01, -r11])])
-    return mix @ z
-
-
-def _pull_back(q, z, z_fresh, u, c):
-    """M^T u drawn from its law given the forward products M q_k = c z_k (see the module docstring)."""
-    u_norm = jnp.sqrt(jnp.dot(u, u))
-    coef = z @ u - u_norm * (q @ z_fresh)
-    return c * (coef @ q + u_norm * z_fresh)
-
-
-def _fast_layers(arch: str, act: Activation, n: int, dtype, hp):
-    """(forward, backward) layer functions of the fast sampler for one network."""
-    rtol = 4.0 * math.sqrt(float(np.finfo(dtype).eps))
-    cw, cv, sb, sa = _scales(hp, n)
-    frn = arch == "frn"
-    # forward draw rows: W q0, W q1, b [, V q0', V q1', a]; backward: fresh vector for W [, V]
-    n_fwd, n_bwd = (6, 2) if frn else (3, 1)
+def _layers(sampler: str, block: Block, act: Activation, n: int, dtype, hp):
+    """The block's (forward, backward) layer steps for ``sampler``, forward stats with the stream's."""
+    make = fast_layers if sampler == "fast" else dense_layers
+    block_forward, backward = make(block, act, n, dtype, hp)
 
     def forward(x_pair, keys):
-        draw = jax.random.normal(keys[0], (n_fwd, n), dtype)
-        q_x, r_x = _basis(x_pair, rtol)
-        h = _push_forward(r_x, draw[0:2], cw) + sb * draw[2]
-        phi = act.phi(h, hp.alpha)
-        stats = {**_x_stats(x_pair), **_h_stats(h, phi[0])}
-        tape = dict(q_x=q_x, z_w=draw[0:2], dphi=act.dphi(h[0], hp.alpha))
-        if frn:
-            q_phi, r_phi = _basis(phi, rtol)
-            new = _push_forward(r_phi, draw[3:5], cv) + x_pair + sa * draw[5]
-            tape.update(q_phi=q_phi, z_v=draw[3:5])
-        elif arch == "rrn":
-            new = phi + x_pair
-        else:
-            new = phi
-        return new, stats, tape
-
-    def backward(g, tape, keys):
-        fresh = jax.random.normal(keys[1], (n_bwd, n), dtype)
-        chi = jnp.mean(g * g)
-        t = _pull_back(tape["q_phi"], tape["z_v"], fresh[1], g, cv) if frn else g
-        delta = tape["dphi"] * t
-        g_prev = _pull_back(tape["q_x"], tape["z_w"], fresh[0], delta, cw)
-        if arch != "ff":
-            g_prev = g_prev + g
-        return g_prev, dict(chi=chi, chi_b=jnp.mean(delta * delta))
-
-    return forward, backward
-
-
-# ------------------------------------------------------------------------------------ dense sampler
-def _dense_layers(arch: str, act: Activation, n: int, dtype, hp):
-    """(forward, backward) layer functions of the dense sampler: real N x N matrices from layer keys."""
-    cw, cv, sb, sa = _scales(hp, n)
-    frn = arch == "frn"
-
-    def mat(key, c):
-        return c * jax.random.normal(key, (n, n), dtype)
-
-    def forward(x_pair, keys):  # keys: W, V, (b, a); the backward pass redraws W and V from them
-        ba = jax.random.normal(keys[2], (2, n), dtype)
-        h = x_pair @ mat(keys[0], cw).T + sb * ba[0]
-        phi = act.phi(h, hp.alpha)
-        stats = {**_x_stats(x_pair), **_h_stats(h, phi[0])}
-        if frn:
-            new = phi @ mat(keys[1], cv).T + x_pair + sa * ba[1]
-        elif arch == "rrn":
-            new = phi + x_pair
-        else:
-            new = phi
-        return new, stats, dict(h=h[0])
-
-    def backward(g, tape, keys):
-        chi = jnp.mean(g * g)
-        t = g @ mat(keys[1], cv) if frn else g
-        delta = act.dphi(tape["h"], hp.alpha) * t
-        g_prev = delta @ mat(keys[0], cw)
-        if arch != "ff":
-            g_prev = g_prev + g
-        return g_prev, dict(chi=chi, chi_b=jnp.mean(delta * delta))
+        new, stats, tape = block_forward(x_pair, keys)
+        return new, {**_x_stats(x_pair), **stats}, tape
 
     return forward, backward
 
@@ -244,13 +134,10 @@ def _backward_scan(backward, g, tape, keys):
     return jax.lax.scan(body, g, (tape, keys), reverse=True)
 
 
-#: keys per layer: fast (forward draws, backward fresh vectors); dense (W, V, (b, a))
-_KEYS_PER_LAYER = {"fast": 2, "dense": 3}
-
-
-def _split_key(key, depth: int, sampler: str):
-    """(input key, per-layer keys of shape (L, k)) from one network key, in a single split."""
-    k = _KEYS_PER_LAYER[sampler]
+def _split_key(key, depth: int, sampler: str, arch):
+    """(input key, per-layer keys of shape (L, k)) from one network key, in a single split (``arch``: a
+    block name or :class:`~meanfield.blocks.Block`)."""
+    k = keys_per_layer(get_block(arch), sampler)
     keys = jax.random.split(key, 1 + depth * k)
     return keys[0], keys[1:].reshape((depth, k) + keys.shape[1:])
 
@@ -264,9 +151,9 @@ def _start(key, hp, width: int, dtype):
 def _network(hp, key, *, arch, act, depth, width, dtype, sampler, segment):
     """Raw per-layer statistics of one sampled network (dict of float64 arrays of length L + 1)."""
     hp = Hyper(*(jnp.asarray(v, dtype) for v in hp))
-    make = _fast_layers if sampler == "fast" else _dense_layers
-    forward, backward = make(arch, act, width, dtype, hp)
-    k_start, keys = _split_key(key, depth, sampler)
+    block = get_block(arch)
+    forward, backward = _layers(sampler, block, act, width, dtype, hp)
+    k_start, keys = _split_key(key, depth, sampler, block)
     x0, g_top = _start(k_start, hp, width, dtype)
 
     if segment >= depth:  # the whole tape fits: one forward pass, one backward pass
@@ -301,9 +188,9 @@ def _network(hp, key, *, arch, act, depth, width, dtype, sampler, segment):
     last = _x_stats(x_end)
     nan = jnp.full((1,), jnp.nan, dtype)
     out = {k: jnp.concatenate([fstats[k], last[k][None]]) for k in ("p", "p2", "gamma", "s", "mu")}
-    out.update({k: jnp.concatenate([nan, fstats[k]]) for k in ("q", "lam", "phi2")})
+    out.update({k: jnp.concatenate([nan, v]) for k, v in fstats.items() if k not in out})
+    out.update({k: jnp.concatenate([nan, v]) for k, v in bstats.items() if k != "chi"})
     out["chi"] = jnp.concatenate([jnp.mean(g0 * g0)[None], bstats["chi"]])
-    out["chi_b"] = jnp.concatenate([nan, bstats["chi_b"]])
     return {k: v.astype(jnp.float64) for k, v in out.items()}
 
 
@@ -359,20 +246,22 @@ def networks(spec: Spec, width: int, samples: int, key, sampler: str = "fast", d
             parts.append({k: np.asarray(v)[: min(chunk, n_net - start)] for k, v in out.items()})
         raw = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
     raw = {k: v.reshape(shape + (samples, spec.depth + 1)) for k, v in raw.items()}
-    return _per_network(raw, spec.arch)
+    return _per_network(raw)
 
 
-def _per_network(raw: dict, arch: str) -> Trajectory:
+def _per_network(raw: dict) -> Trajectory:
+    """Trajectory fields of each network from its raw statistics: a parameter's gradient quantity is the
+    mean square of the gradient at its output (bias), times that of its input (dense: rank one)."""
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        out = {k: raw[k] for k in ("p", "q", "gamma", "lam", "s", "mu", "chi", "chi_b")}
+        out = {k: raw[k] for k in ("p", "q", "gamma", "lam", "s", "mu", "chi")}
         out["e"] = raw["gamma"] / np.sqrt(raw["p"] * raw["p2"])
-        undefined = np.full_like(raw["p"][..., :1], np.nan)
-        out["chi_w"] = raw["chi_b"] * np.concatenate([undefined, raw["p"][..., :-1]], -1)
-        if arch == "frn":
-            out["chi_a"] = np.concatenate([undefined, raw["chi"][..., 1:]], -1)
-            out["chi_v"] = raw["chi"] * raw["phi2"]
-        else:
-            out["chi_a"] = out["chi_v"] = np.full_like(raw["p"], np.nan)
+        for name in GRADIENT_FIELDS:
+            if "g_" + name not in raw:
+                out["chi_" + name] = np.full_like(raw["p"], np.nan)
+            elif "in_" + name in raw:
+                out["chi_" + name] = raw["g_" + name] * raw["in_" + name]
+            else:
+                out["chi_" + name] = raw["g_" + name]
         for k in ("chi", "p", "s"):
             out["log_" + k] = np.log(out[k])
         out["log_R"] = out["log_chi"][..., 0] - out["log_chi"][..., -1]

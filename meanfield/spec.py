@@ -1,12 +1,12 @@
 """Network specification shared by the theory engine, the simulator and the trainer.
 
-A :class:`Spec` names the architecture (``frn`` | ``rrn`` | ``ff``), the activation, the depth and the
+A :class:`Spec` names the architecture (a block of :mod:`meanfield.blocks`: ``frn`` | ``rrn`` | ``ff``), the activation, the depth and the
 numeric hyperparameters (variances, alpha, input statistics; docs/theory.md, sections 1 and 2). Numeric
 fields may be Python floats or arrays of any broadcast-compatible shapes: an array-valued spec describes
 a whole grid, which the engines evaluate in one compiled program. Everything is validated on
 construction, before any compilation, with an error that names the field and its allowed range. A field
-that the network does not have (alpha of a tanh network, sv2 and sa2 of an rrn or ff) must stay at the
-value the engines use for it (alpha = 1, sv2 = 1, sa2 = 0), so that a typo cannot be ignored silently.
+that the network does not have (alpha of a tanh network, a variance its block does not use, such as
+sv2 and sa2 of an rrn or ff) must stay at the value the engines use for it (alpha = 1, sv2 = 1, sa2 = 0), so that a typo cannot be ignored silently.
 
 Validation needs only numpy: a bad spec is rejected before jax is imported, which keeps the command
 line's error messages instant. The activation module (and with it jax) is imported once the numbers
@@ -24,13 +24,20 @@ import numpy as np
 if TYPE_CHECKING:
     from .activations import Activation
 
-ARCHS = ("frn", "rrn", "ff")
+from .blocks import ARCHS, get_block  # noqa: F401  (ARCHS re-exported: the registry's names)
+
 #: Names of the built-in activations (``meanfield.activations.BUILTIN``) and those that take alpha.
 ACTIVATIONS = ("tanh", "relu", "alpha_relu", "erf")
 ALPHA_ACTIVATIONS = ("alpha_relu",)
 #: The value an engine uses for a field the network does not have.
 NEUTRAL = {"alpha": 1.0, "sv2": 1.0, "sa2": 0.0}
 HYPER_FIELDS = ("sw2", "sv2", "sb2", "sa2", "alpha", "p0", "gamma0")
+
+
+def unused_variances(arch: str) -> list[str]:
+    """The variance fields with a neutral value (:data:`NEUTRAL`) that block ``arch`` does not use."""
+    used = get_block(arch).variance_fields
+    return [f for f in NEUTRAL if f != "alpha" and f not in used]
 
 
 class Hyper(NamedTuple):
@@ -120,12 +127,13 @@ class Spec:
             alpha = _check_array("alpha", self.alpha)
         object.__setattr__(self, "alpha", alpha)
         unused = [] if has_alpha else ["alpha"]
-        unused += ["sv2", "sa2"] if self.arch in ("rrn", "ff") else []
+        unused += unused_variances(self.arch)
         for name in unused:
             value = getattr(self, name)
             if np.any(value != NEUTRAL[name]):
                 owner = f"act {act_name}" if name == "alpha" else f"arch {self.arch}"
-                applies = "applies to alpha_relu only" if name == "alpha" else "applies to arch frn only"
+                users = ", ".join(a for a in ARCHS if name not in unused_variances(a))
+                applies = "applies to alpha_relu only" if name == "alpha" else f"applies to arch {users} only"
                 raise ValueError(f"{name} {applies}: leave it at {NEUTRAL[name]:g} for {owner}, "
                                  f"got {float(value[value != NEUTRAL[name]].ravel()[0])!r}")
         p0 = _check_array("p0", self.p0, low=0.0, low_open=True)
@@ -156,14 +164,13 @@ class Spec:
     def hyper(self) -> Hyper:
         """Hyperparameters broadcast to :attr:`shape`, as float64 numpy arrays.
 
-        For the reduced residual and feedforward networks, sv2 = 1 and sa2 = 0 (they have no V and no
-        a), whatever the spec says.
+        A variance the block does not use is set to its neutral value (for the reduced residual and
+        feedforward networks sv2 = 1 and sa2 = 0: they have no V and no a), whatever the spec says.
         """
         shape = self.shape
         vals = {f: np.broadcast_to(getattr(self, f), shape).astype(np.float64) for f in HYPER_FIELDS}
-        if self.arch in ("rrn", "ff"):
-            vals["sv2"] = np.ones(shape)
-            vals["sa2"] = np.zeros(shape)
+        for name in unused_variances(self.arch):
+            vals[name] = np.full(shape, NEUTRAL[name])
         if not self.act.has_alpha:
             vals["alpha"] = np.ones(shape)
         return Hyper(**vals)

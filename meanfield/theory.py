@@ -6,8 +6,9 @@ The recursion carries ``(log p, d = 1 - e, mu / sqrt p)`` rather than ``(p, gamm
 * d -> 0 like 1/l^2 for ReLU, and the update of d is a sum of non-negative terms, so it keeps full
   relative precision where 1 - gamma/p would cancel.
 
-With x = V phi(h) + x + a (FRN; RRN is the same with sv2 = 1, sa2 = 0 plus the mean term) and
-``inc = (p_l - p_{l-1}) / p_{l-1}``:
+The step of one block is derived from its definition (:func:`meanfield.blocks.theory_step`). For
+x = V phi(h) + x + a (FRN; RRN is the same with sv2 = 1, sa2 = 0 plus the mean term) and
+``inc = (p_l - p_{l-1}) / p_{l-1}`` it reads
 
     log p_l = log p_{l-1} + log1p(inc)
     d_l     = (sv2 (V/p) (1 - rho(c)) + d_{l-1}) / (1 + inc),   1 - c = sw2 d_{l-1} / (sw2 + sb2/p_{l-1})
@@ -32,6 +33,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ._plan import DEFAULT_CHUNK, check_chunk_size, trajectory_bytes  # noqa: F401
 from ._x64 import float64
 from .activations import Activation
+from .blocks import GRADIENT_FIELDS, Block, get_block, theory_step
 from .spec import Hyper, Spec
 from .trajectory import Trajectory
 
@@ -41,43 +43,17 @@ def estimate_bytes(spec: Spec, *, chunk_size: int | None = None) -> int:
     return trajectory_bytes(spec.depth, spec.size, chunk_size)
 
 
-def _layer_scan(arch: str, act: Activation, depth: int, h: Hyper):
+def _layer_scan(block: Block, act: Activation, depth: int, h: Hyper):
     """Forward recursion for a batch of grid points (arrays of shape (B,) in ``h``).
 
-    Returns the initial carry and per-layer arrays of shape (L, B). The batch is explicit (not vmapped)
-    so that activations can route each grid point to the cheapest accurate rule (see
-    ``activations._split_eval``).
+    Returns the initial carry and the per-layer outputs of :func:`meanfield.blocks.theory_step`, arrays
+    of shape (L, B). The batch is explicit (not vmapped) so that activations can route each grid point
+    to the cheapest accurate rule (see ``activations._split_eval``).
     """
-    sw2, sv2, sb2, sa2, alpha = h.sw2, h.sv2, h.sb2, h.sa2, h.alpha
 
     def step(carry, _):
-        log_p, d, m = carry  # m = mu / sqrt(p)
-        p_inv = jnp.exp(-log_p)
-        qr = sw2 + sb2 * p_inv  # q / p
-        log_q = log_p + jnp.log(qr)
-        safe_qr = jnp.where(qr > 0, qr, 1.0)
-        delta = jnp.where(qr > 0, sw2 * d / safe_qr, 0.0)  # 1 - c, c = lambda / q
-        lV = act.log_V(log_q, alpha)
-        lVp = act.log_Vp(log_q, alpha)
-        omr = act.one_minus_corr(log_q, delta, alpha)  # 1 - rho(c)
-        v_over_p = jnp.exp(lV - log_p)
-        if arch == "ff":
-            log_p_new = lV
-            d_new = omr
-            m_new = act.M_scaled(log_q, 0.5 * lV, alpha)
-        else:
-            mean_term = 0.0
-            if arch == "rrn" and not act.odd:
-                mean_term = 2.0 * m * act.M_scaled(log_q, 0.5 * log_p, alpha)
-            inc = sv2 * v_over_p + sa2 * p_inv + mean_term
-            log_p_new = log_p + jnp.log1p(inc)
-            d_new = (sv2 * v_over_p * omr + d) / (1.0 + inc)
-            if arch == "rrn" and not act.odd:
-                m_new = (m + act.M_scaled(log_q, 0.5 * log_p, alpha)) / jnp.sqrt(1.0 + inc)
-            else:
-                m_new = jnp.zeros_like(m)
-        out = (log_p_new, d_new, m_new, log_q, 1.0 - delta, lV, lVp)
-        return (log_p_new, d_new, m_new), out
+        new, out = theory_step(block, act, h, carry)
+        return new, (new, out)
 
     carry0 = (jnp.log(h.p0), 1.0 - h.gamma0 / h.p0, jnp.zeros_like(h.p0))
     _, outs = jax.lax.scan(step, carry0, None, length=depth)
@@ -86,8 +62,9 @@ def _layer_scan(arch: str, act: Activation, depth: int, h: Hyper):
 
 def _core(arch: str, act: Activation, depth: int, h: Hyper) -> Trajectory:
     """Trajectories of a batch: every field (B, L + 1), log_R (B,)."""
-    (lp0, d0, m0), outs = _layer_scan(arch, act, depth, h)
-    log_p, d, m, log_q, c, lV, lVp = (x.T for x in outs)  # (B, L)
+    (lp0, d0, m0), (states, out) = _layer_scan(get_block(arch), act, depth, h)
+    log_p, d, m = (x.T for x in states)  # (B, L)
+    log_q, c = out["log_q"].T, out["c"].T
     col = lambda x: x[:, None]  # noqa: E731
     nan = jnp.full_like(col(lp0), jnp.nan)
     log_p = jnp.concatenate([col(lp0), log_p], axis=1)
@@ -99,28 +76,20 @@ def _core(arch: str, act: Activation, depth: int, h: Hyper) -> Trajectory:
     lam = jnp.concatenate([nan, c * jnp.exp(log_q)], axis=1)
 
     # backward: chi^(l-1) = chi^(l) * factor_l, chi^(L) = 1
-    vp = jnp.exp(lVp)
-    if arch == "ff":
-        log_factor = jnp.log(col(h.sw2) * vp)
-    else:
-        log_factor = jnp.log1p(col(h.sv2 * h.sw2) * vp)
+    log_factor = out["log_factor"].T
     tail = jnp.cumsum(log_factor[:, ::-1], axis=1)[:, ::-1]  # tail[:, k] = sum_{j >= k} log factor_{j+1}
     log_chi = jnp.concatenate([tail, jnp.zeros_like(nan)], axis=1)
     lchi = log_chi[:, 1:]  # chi^(l), l = 1..L
-    with_nan = lambda x: jnp.concatenate([nan, x], axis=1)  # noqa: E731
-    log_sv2 = col(jnp.log(h.sv2))
-    chi_b = with_nan(jnp.exp(log_sv2 + lchi + lVp))
-    chi_w = with_nan(jnp.exp(log_sv2 + lchi + lVp + log_p[:, :-1]))
-    if arch == "frn":
-        chi_a = with_nan(jnp.exp(lchi))
-        chi_v = with_nan(jnp.exp(lchi + lV))
-    else:
-        chi_a = chi_v = jnp.full_like(log_p, jnp.nan)
+    grads = {}
+    for name in GRADIENT_FIELDS:
+        gain = out["gains"].get(name)
+        grads[name] = (jnp.full_like(log_p, jnp.nan) if gain is None
+                       else jnp.concatenate([nan, jnp.exp(lchi + gain.T)], axis=1))
     p = jnp.exp(log_p)
     return Trajectory(
         p=p, q=q, gamma=e * p, lam=lam, e=e, s=jnp.exp(log_s), mu=m * jnp.exp(0.5 * log_p),
-        chi=jnp.exp(log_chi), log_chi=log_chi, chi_a=chi_a, chi_b=chi_b, chi_w=chi_w, chi_v=chi_v,
-        log_p=log_p, log_s=log_s, log_R=log_chi[:, 0],
+        chi=jnp.exp(log_chi), log_chi=log_chi, chi_a=grads["a"], chi_b=grads["b"], chi_w=grads["w"],
+        chi_v=grads["v"], log_p=log_p, log_s=log_s, log_R=log_chi[:, 0],
     )
 
 

@@ -102,7 +102,8 @@ def test_chi_w_is_the_per_entry_mean_square_of_the_weight_gradient():
 
     spec, n, dt = TINY, 6, jnp.float32
     per = _tiny("dense")
-    k_start, layer_keys = _split_key(jax.random.split(jax.random.key(1), 3000)[0], spec.depth, "dense")
+    k_start, layer_keys = _split_key(jax.random.split(jax.random.key(1), 3000)[0], spec.depth, "dense",
+                                    spec.arch)
     hp = jax.tree.map(lambda v: jnp.asarray(v, dt), spec.hyper())
     x0, g_top = _start(k_start, hp, n, dt)
     x0 = x0[0]

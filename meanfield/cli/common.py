@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from ..spec import ACTIVATIONS, ALPHA_ACTIVATIONS, ARCHS, NEUTRAL, Spec
+from ..spec import ACTIVATIONS, ALPHA_ACTIVATIONS, ARCHS, NEUTRAL, Spec, unused_variances
 from ..trajectory import FIELDS, Trajectory, json_name
 
 #: Defaults of the flags that default to None (so that an explicit flag can be told from a default).
@@ -45,14 +45,21 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
         parser.add_argument("--format", choices=formats, default=formats[0], help="output format")
 
 
+#: The parameter a variance flag belongs to, for messages.
+_PARAM_OF = {"sw2": "W", "sv2": "V", "sb2": "b", "sa2": "a"}
+
+
 def check_applicable(args: argparse.Namespace) -> None:
-    """Exit 2 on a flag the chosen network does not have (--alpha without alpha_relu, --sv2/--sa2 off frn)."""
+    """Exit 2 on a flag the chosen network does not have (--alpha without alpha_relu, a variance its block
+    does not use, such as --sv2/--sa2 off frn)."""
     if args.alpha is not None and args.act not in ALPHA_ACTIVATIONS:
         die(f"--alpha applies to --act alpha_relu only, not {args.act}")
-    if args.arch != "frn":
-        given = [f"--{k}" for k in ("sv2", "sa2") if getattr(args, k) is not None]
-        if given:
-            die(f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --arch frn only: the {args.arch} has no V and no a")
+    unused = unused_variances(args.arch)
+    given = [f"--{k}" for k in unused if getattr(args, k, None) is not None]
+    if given:
+        users = ", ".join(a for a in ARCHS if not set(unused_variances(a)) & {g[2:] for g in given})
+        die(f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --arch {users} only: "
+            f"the {args.arch} has no {' and no '.join(_PARAM_OF[g[2:]] for g in given)}")
 
 
 def spec_from_args(args: argparse.Namespace, depth: int | None = None) -> Spec:

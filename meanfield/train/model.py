@@ -1,6 +1,6 @@
 """The trained network: embedding 784 -> N, L residual blocks, linear softmax readout.
 
-Blocks follow docs/theory.md, section 1 with the variances of a :class:`~meanfield.spec.Spec`::
+Blocks are the definitions of :mod:`meanfield.blocks` (docs/theory.md, section 1), for example::
 
     h = W x + b;   x <- V phi(h) + x + a   (frn)   |   x <- phi(h) + x   (rrn)   |   x <- phi(h)   (ff)
 
@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from ..activations import Activation
+from ..blocks import apply_block, get_block, init_block_params
 from .config import INIT_PRESETS  # noqa: F401  (the presets belong to the model; defined without jax)
 
 N_IN = 784
@@ -50,18 +51,14 @@ class NetworkSettings(NamedTuple):
 
 
 def init_params(key, var: NetworkSettings, *, arch: str, width: int, depth: int, dtype=jnp.float32) -> dict:
-    """Parameters of one network: ``embed_w, embed_b, blocks{w, b[, v, a]}, out_w, out_b``."""
-    k_emb, k_w, k_b, k_v, k_a, k_out = jax.random.split(key, 6)
+    """Parameters of one network: ``embed_w, embed_b, blocks{...}, out_w, out_b`` (``blocks``: the block's
+    parameters by name, e.g. ``w, b, v, a`` for the frn)."""
+    block = get_block(arch)
+    order = [name for name, _ in block.key_order]
+    k_emb, *k_params, k_out = jax.random.split(key, 2 + len(order))
     n = width
     normal = lambda k, shape: jax.random.normal(k, shape, dtype)  # noqa: E731
-    scale = lambda s2, fan: jnp.sqrt(jnp.asarray(s2, dtype) / fan)  # noqa: E731
-    blocks = {
-        "w": scale(var.sw2, n) * normal(k_w, (depth, n, n)),
-        "b": scale(var.sb2, 1.0) * normal(k_b, (depth, n)),
-    }
-    if arch == "frn":
-        blocks["v"] = scale(var.sv2, n) * normal(k_v, (depth, n, n))
-        blocks["a"] = scale(var.sa2, 1.0) * normal(k_a, (depth, n))
+    blocks = init_block_params(block, dict(zip(order, k_params)), var, width=n, depth=depth, dtype=dtype)
     return {
         "embed_w": normal(k_emb, (N_IN, n)) / math.sqrt(N_IN),
         "embed_b": jnp.zeros((n,), dtype),
@@ -74,20 +71,13 @@ def init_params(key, var: NetworkSettings, *, arch: str, width: int, depth: int,
 def residual_stream(params: dict, alpha, x, *, arch: str, act: Activation):
     """x^(L) (batch, N): the embedding of x (batch, 784) through the L blocks."""
     alpha = jnp.asarray(alpha, x.dtype)
+    block = get_block(arch)
 
-    def block(h_in, p):
-        h = h_in @ p["w"] + p["b"]
-        z = act.phi(h, alpha)
-        if arch == "frn":
-            out = z @ p["v"] + h_in + p["a"]
-        elif arch == "rrn":
-            out = z + h_in
-        else:
-            out = z
-        return out, None
+    def step(h_in, p):
+        return apply_block(block, act, p, alpha, h_in), None
 
     x0 = x @ params["embed_w"] + params["embed_b"]
-    xl, _ = jax.lax.scan(block, x0, params["blocks"])
+    xl, _ = jax.lax.scan(step, x0, params["blocks"])
     return xl
 
 

@@ -1,0 +1,545 @@
+"""Residual blocks composed from primitives: one definition serves the theory, both samplers and the model.
+
+A block is a tuple of primitives applied to the residual stream x (width N):
+
+``Dense(name, var)``
+    x <- W x with W_ij ~ N(0, var / N) (``var`` names a variance field: ``sw2``, ``sv2``).
+``Bias(name, var)``
+    x <- x + b with b_i ~ N(0, var).
+``Act()``
+    x <- phi(x), the network's activation.
+``Residual(branch)``
+    x <- x + branch(x), ``branch`` a tuple of primitives.
+
+From one definition this module derives
+
+* the mean-field map (:func:`theory_step`): the theory's state ``(log p, d = 1 - e, m = mu / sqrt p)``
+  pushed through one block, with the per-layer log chi factor and the log gains of the parameter
+  gradients (docs/theory.md, section 3);
+* the two samplers' layer steps (:func:`fast_layers`, :func:`dense_layers`; see :mod:`meanfield.simulate`
+  for the conditional law that lets every dense primitive meet only two forward columns and one backward
+  vector);
+* the trainable model's parameters and forward pass (:func:`init_block_params`, :func:`apply_block`).
+
+Inside a block the theory follows a signal by its second moments relative to the block input's p:
+``r = p_sig / p``, ``k = (p_sig - gamma_sig) / p`` (half the squared distance of the two inputs' signals)
+and ``n = mu_sig / sqrt p``. A dense primitive scales r and k, a bias adds to r only, so the correlation
+distance 1 - c = k / r reaching an activation keeps full relative precision as c -> 1 (no 1 - c is ever
+formed by subtraction); the residual sum updates log p with ``log1p`` and d as a sum of non-negative terms.
+The mean-field limit of every map is the textbook one: a dense layer's output is a centred Gaussian
+independent of its input coordinates, so only the means of the stream and of a non-odd activation meet
+in a residual sum (the mean-tracking term of the reduced residual network).
+
+Parameters are named; ``chi_a, chi_b, chi_w, chi_v`` of a :class:`~meanfield.trajectory.Trajectory`
+report the parameters named ``a, b, w, v``. This module imports jax only when an engine runs, so that the registry (names, fields,
+memory rows) is available to the jax-free validation in :mod:`meanfield.spec` and :mod:`meanfield._plan`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+#: The fields of a :class:`Trajectory` that report parameter gradients, by parameter name.
+GRADIENT_FIELDS = ("a", "b", "w", "v")
+
+
+# ------------------------------------------------------------------------------------------ primitives
+@dataclasses.dataclass(frozen=True)
+class Dense:
+    """x <- W x, W_ij ~ N(0, var / N); ``name`` is the parameter, ``var`` the variance field."""
+
+    name: str
+    var: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Bias:
+    """x <- x + b, b_i ~ N(0, var)."""
+
+    name: str
+    var: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Act:
+    """x <- phi(x)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Residual:
+    """x <- x + branch(x)."""
+
+    branch: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """A named block: ``body``, a tuple of primitives, and a one-line ``doc``.
+
+    ``draws_like``: another block whose parameter order (and kinds) this one takes its random keys in,
+    so that a seed draws the same numbers for both (the reduced residual and feedforward networks draw
+    like the full residual network they reduce to). Default: the block's own parameters in forward order.
+    """
+
+    name: str
+    body: tuple
+    doc: str = ""
+    draws_like: "Block | None" = None
+
+    def __post_init__(self):
+        names = [name for name, _ in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"block {self.name}: parameter names must be unique, got {names}")
+        if self.draws_like is not None:
+            theirs = dict(self.draws_like.key_order)
+            clash = [n for n, p in self.params if n not in theirs or type(theirs[n]) is not type(p)]
+            if clash:
+                raise ValueError(f"block {self.name}: parameters {clash} have no like-kinded place in "
+                                 f"block {self.draws_like.name}")
+
+    def primitives(self) -> tuple:
+        """All primitives in forward order (branches expanded)."""
+        return tuple(_flatten(self.body))
+
+    @property
+    def params(self) -> tuple:
+        """(name, primitive) of every parameter, in forward order."""
+        return tuple((p.name, p) for p in self.primitives() if isinstance(p, (Dense, Bias)))
+
+    @property
+    def key_order(self) -> tuple:
+        """(name, primitive) in the order parameters take random keys (see ``draws_like``)."""
+        return self.params if self.draws_like is None else self.draws_like.key_order
+
+    @property
+    def variance_fields(self) -> frozenset:
+        """The variance fields (``sw2``, ...) this block uses."""
+        return frozenset(p.var for _, p in self.params)
+
+    def tape_rows(self, sampler: str) -> int:
+        """Vectors of length N a sampler keeps per layer for the backward pass: the fast sampler a basis
+        and two Gaussian rows per dense primitive, both phi'(h) (fast) or h (dense) per activation."""
+        prims = self.primitives()
+        acts = sum(isinstance(p, Act) for p in prims)
+        return 4 * sum(isinstance(p, Dense) for p in prims) + acts if sampler == "fast" else acts
+
+    def dense_key_slots(self) -> tuple[tuple, tuple]:
+        """(matrix names, bias names) in key order: the dense sampler's per-layer key layout."""
+        order = self.key_order
+        return (tuple(n for n, p in order if isinstance(p, Dense)), tuple(n for n, p in order if isinstance(p, Bias)))
+
+
+def _flatten(prims):
+    for p in prims:
+        if isinstance(p, Residual):
+            yield from _flatten(p.branch)
+        else:
+            yield p
+
+
+def _centred_output(prims, odd: bool, centred_in: bool) -> bool:
+    """Whether the output mean is exactly 0 (over the weights' law) given a centred input or not."""
+    centred = centred_in
+    for p in prims:
+        if isinstance(p, Dense):
+            centred = True
+        elif isinstance(p, Act):
+            centred = centred and odd
+        elif isinstance(p, Residual):
+            centred = centred and _centred_output(p.branch, odd, centred)
+    return centred
+
+
+# ------------------------------------------------------------------------------------------ registry
+_FRN_BRANCH = (Dense("w", "sw2"), Bias("b", "sb2"), Act(), Dense("v", "sv2"), Bias("a", "sa2"))
+FRN = Block("frn", (Residual(_FRN_BRANCH),), "full residual: x <- x + V phi(W x + b) + a")
+
+BLOCKS = {
+    "frn": FRN,
+    "rrn": Block("rrn", (Residual(_FRN_BRANCH[:3]),), "reduced residual: x <- x + phi(W x + b)", FRN),
+    "ff": Block("ff", _FRN_BRANCH[:3], "feedforward: x <- phi(W x + b)", FRN),
+}
+ARCHS = tuple(BLOCKS)
+
+
+def get_block(arch) -> Block:
+    """The :class:`Block` registered as ``arch`` (or ``arch`` itself if it is a Block)."""
+    if isinstance(arch, Block):
+        return arch
+    try:
+        return BLOCKS[arch]
+    except (KeyError, TypeError):
+        raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}") from None
+
+
+# ------------------------------------------------------------------------------------------ theory
+class _Sig(NamedTuple):
+    """A signal's second moments relative to the block input's p (see the module docstring).
+
+    ``n`` is None where the mean is exactly 0; ``log`` is log p_sig where it is known without the round
+    trip through r; ``inc`` is set after a residual sum, where r = 1 + inc and inc carries the digits.
+    """
+
+    r: object
+    k: object
+    n: object = None
+    log: object = None
+    inc: object = None
+
+
+class _Ctx(NamedTuple):
+    act: object
+    h: object  # Hyper of (B,) arrays
+    log_p: object  # the block input's log p
+    p_inv: object
+
+
+def _log_of(sig: _Sig, ctx: _Ctx):
+    import jax.numpy as jnp
+
+    return sig.log if sig.log is not None else ctx.log_p + jnp.log(sig.r)
+
+
+def _mf(prims, sig: _Sig, ctx: _Ctx, probe: dict):
+    """Push ``sig`` through ``prims``: (sig, backward records in forward order).
+
+    Records: ``("dense", name, log s2, log p of the input)``, ``("bias", name)``, ``("act", log V'(q))``,
+    ``("residual", records of the branch)``. ``probe`` receives log q and c at the first activation.
+    """
+    import jax.numpy as jnp
+
+    act, h = ctx.act, ctx.h
+    recs = []
+    for p in prims:
+        if isinstance(p, Dense):
+            s2 = getattr(h, p.var)
+            recs.append(("dense", p.name, jnp.log(s2), _log_of(sig, ctx)))
+            sig = _Sig(s2 * sig.r, s2 * sig.k)
+        elif isinstance(p, Bias):
+            recs.append(("bias", p.name))
+            sig = _Sig(sig.r + getattr(h, p.var) * ctx.p_inv, sig.k, sig.n)
+        elif isinstance(p, Act):
+            if sig.n is not None:
+                raise NotImplementedError("an activation of a signal with a non-zero mean (no transform for it)")
+            r = sig.r
+            log_q = _log_of(sig, ctx)
+            safe_r = jnp.where(r > 0, r, 1.0)
+            delta = jnp.where(r > 0, sig.k / safe_r, 0.0)  # 1 - c, c = lambda / q
+            lV = act.log_V(log_q, h.alpha)
+            omr = act.one_minus_corr(log_q, delta, h.alpha)  # 1 - rho(c)
+            v_over_p = jnp.exp(lV - ctx.log_p)
+            n = None if act.odd else act.M_scaled(log_q, 0.5 * ctx.log_p, h.alpha)
+            probe.setdefault("log_q", log_q)
+            probe.setdefault("c", 1.0 - delta)
+            recs.append(("act", act.log_Vp(log_q, h.alpha)))
+            sig = _Sig(v_over_p, v_over_p * omr, n, lV)
+        elif isinstance(p, Residual):
+            if sig.inc is not None or not (isinstance(sig.r, float) and sig.r == 1.0):
+                raise NotImplementedError("a residual sum must act on the block's input")
+            b, branch = _mf(p.branch, sig, ctx, probe)
+            # the branch is independent of the stream's coordinates but for the means
+            inc = b.r if (b.n is None or sig.n is None) else b.r + 2.0 * sig.n * b.n
+            n = sig.n if b.n is None else (b.n if sig.n is None else sig.n + b.n)
+            recs.append(("residual", branch))
+            sig = _Sig(1.0 + inc, b.k + sig.k, n, None, inc)
+        else:
+            raise TypeError(f"unknown primitive {p!r}")
+    return sig, recs
+
+
+def _backward(recs, g, gains: dict):
+    """Log chi gain at the input of ``recs`` given ``g`` at their output; fills ``gains[name]``."""
+    import jax.numpy as jnp
+
+    for rec in reversed(recs):
+        kind = rec[0]
+        if kind == "dense":
+            _, name, log_s2, log_in = rec
+            gains[name] = g + log_in
+            g = g + log_s2
+        elif kind == "bias":
+            gains[rec[1]] = g
+        elif kind == "act":
+            g = g + rec[1]
+        else:  # residual: chi_in = chi_out (1 + branch gain), the cross term averaging to 0
+            g = g + jnp.log1p(jnp.exp(_backward(rec[1], g, gains) - g))
+    return g
+
+
+def theory_step(block: Block, act, h, state):
+    """One block of the mean-field recursion for a batch of grid points.
+
+    ``state = (log p, d, m)`` (arrays of shape (B,)). Returns the new state and a dict with ``log_q`` and
+    ``c`` (at the first activation's input: q and lambda / q), ``log_factor`` (log chi^(l-1) / chi^(l))
+    and ``gains`` ``{name: log g}`` such that the gradient quantity of parameter ``name`` is
+    chi^(l) exp(log g) (for a dense parameter, log g includes log p of its input: chi_w = chi_b p).
+    """
+    import jax.numpy as jnp
+
+    log_p, d, m = state
+    centred = _centred_output(block.body, act.odd, True)
+    ctx = _Ctx(act, h, log_p, jnp.exp(-log_p))
+    probe: dict = {}
+    sig, recs = _mf(block.body, _Sig(1.0, d, None if centred else m, log_p), ctx, probe)
+    if sig.inc is not None:  # ended on a residual sum: p_out = p_in (1 + inc)
+        log_p_new = log_p + jnp.log1p(sig.inc)
+        d_new = sig.k / (1.0 + sig.inc)
+        m_new = jnp.zeros_like(m) if sig.n is None else sig.n / jnp.sqrt(1.0 + sig.inc)
+    else:
+        log_p_new = _log_of(sig, ctx)
+        safe_r = jnp.where(sig.r > 0, sig.r, 1.0)
+        d_new = jnp.where(sig.r > 0, sig.k / safe_r, 0.0)
+        m_new = jnp.zeros_like(m) if sig.n is None else sig.n * jnp.exp(0.5 * (log_p - log_p_new))
+    gains: dict = {}
+    zero = jnp.zeros_like(log_p)
+    log_factor = _backward(recs, zero, gains)
+    return (log_p_new, d_new, m_new), dict(log_q=probe["log_q"], c=probe["c"], log_factor=log_factor,
+                                           gains=gains)
+
+
+# ------------------------------------------------------------------------------------------ samplers
+def _basis(pair, rtol):
+    """Orthonormal rows (q0, q1) spanning the two rows of ``pair``, and R with a_k = sum_j R_jk q_j.
+
+    Built from a0 = x + x', a1 = x - x' (modified Gram-Schmidt). A direction whose norm is below
+    ``rtol`` times the pair's Frobenius norm gets q = 0: it is dropped from the conditioning.
+    """
+    import jax.numpy as jnp
+
+    a0 = pair[0] + pair[1]
+    a1 = pair[0] - pair[1]
+    n00 = jnp.dot(a0, a0)
+    scale2 = n00 + jnp.dot(a1, a1)
+    thresh2 = rtol * rtol * scale2
+    keep0 = n00 > thresh2
+    r00 = jnp.sqrt(n00)
+    q0 = jnp.where(keep0, a0 / jnp.where(keep0, r00, 1.0), 0.0)
+    r01 = jnp.dot(q0, a1)
+    v = a1 - r01 * q0
+    n11 = jnp.dot(v, v)
+    keep1 = n11 > thresh2
+    r11 = jnp.sqrt(n11)
+    q1 = jnp.where(keep1, v / jnp.where(keep1, r11, 1.0), 0.0)
+    return jnp.stack([q0, q1]), (r00, r01, r11)
+
+
+def _push_forward(r, z, c):
+    """(M x, M x') for a Gaussian matrix M with i.i.d. N(0, c^2) entries, given z_k = M q_k / c.
+
+    M a0 = c r00 z0 and M a1 = c (r01 z0 + r11 z1), and x, x' = (a0 + a1) / 2, (a0 - a1) / 2. Written as
+    one 2 x 2 matrix product so that XLA materializes the random rows once instead of regenerating
+    them inside each output row's fused loop (which doubled the layer's cost).
+    """
+    import jax.numpy as jnp
+
+    r00, r01, r11 = r
+    mix = (0.5 * c) * jnp.stack([jnp.stack([r00 + r01, r11]), jnp.stack([r00 - r01, -r11])])
+    return mix @ z
+
+
+def _pull_back(q, z, z_fresh, u, c):
+    """M^T u drawn from its law given the forward products M q_k = c z_k (see meanfield.simulate)."""
+    import jax.numpy as jnp
+
+    u_norm = jnp.sqrt(jnp.dot(u, u))
+    coef = z @ u - u_norm * (q @ z_fresh)
+    return c * (coef @ q + u_norm * z_fresh)
+
+
+def _split_trailing_bias(branch):
+    """(branch without a final bias, that bias or None): the skip is added before the branch's last bias,
+    (V phi + x) + a, the order of the original residual networks' code, so that their numbers are kept."""
+    if branch and isinstance(branch[-1], Bias):
+        return branch[:-1], branch[-1]
+    return branch, None
+
+
+def _msq(v):
+    import jax.numpy as jnp
+
+    return jnp.mean(v * v)
+
+
+def fast_layers(block: Block, act, n: int, dtype, hp):
+    """(forward, backward) layer functions of the fast (exact conditional) sampler for one network.
+
+    ``forward(x_pair, keys) -> (new pair, stats, tape)`` and ``backward(g, tape, keys) -> (g_prev, stats)``
+    with ``keys`` the layer's two keys (forward draws, backward fresh vectors). Forward stats: ``q, lam``
+    at the first activation's input and ``in_NAME`` (mean square of input 1) per dense parameter;
+    backward stats: ``chi`` and ``g_NAME`` (mean square of the gradient at the parameter's output).
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    rtol = 4.0 * math.sqrt(float(np.finfo(dtype).eps))
+    prims = block.primitives()
+    n_fwd = sum(2 if isinstance(p, Dense) else 1 if isinstance(p, Bias) else 0 for p in prims)
+    n_bwd = sum(isinstance(p, Dense) for p in prims)
+    scale = {p.name: jnp.sqrt(getattr(hp, p.var) / n) if isinstance(p, Dense) else jnp.sqrt(getattr(hp, p.var))
+             for _, p in block.params}
+
+    def run(seq, x, draw, row, stats, tapes):
+        for p in seq:
+            if isinstance(p, Dense):
+                q, r = _basis(x, rtol)
+                stats["in_" + p.name] = _msq(x[0])
+                tapes.append(dict(q=q, z=draw[row:row + 2]))
+                x = _push_forward(r, draw[row:row + 2], scale[p.name])
+                row += 2
+            elif isinstance(p, Bias):
+                x = x + scale[p.name] * draw[row]
+                row += 1
+            elif isinstance(p, Act):
+                if "q" not in stats:
+                    stats.update(q=_msq(x[0]), lam=jnp.mean(x[0] * x[1]))
+                tapes.append(dict(dphi=act.dphi(x[0], hp.alpha)))
+                x = act.phi(x, hp.alpha)
+            else:
+                body, bias = _split_trailing_bias(p.branch)
+                branch, row = run(body, x, draw, row, stats, tapes)
+                x = branch + x
+                if bias is not None:
+                    x, row = run((bias,), x, draw, row, stats, tapes)
+        return x, row
+
+    def forward(x_pair, keys):
+        draw = jax.random.normal(keys[0], (n_fwd, n), dtype)
+        stats, tapes = {}, []
+        new, _ = run(block.body, x_pair, draw, 0, stats, tapes)
+        return new, stats, tapes
+
+    def back(seq, g, tapes, fresh, row, stats):
+        for p in reversed(seq):
+            if isinstance(p, Dense):
+                row -= 1
+                t = tapes.pop()
+                stats["g_" + p.name] = _msq(g)
+                g = _pull_back(t["q"], t["z"], fresh[row], g, scale[p.name])
+            elif isinstance(p, Bias):
+                stats["g_" + p.name] = _msq(g)
+            elif isinstance(p, Act):
+                g = tapes.pop()["dphi"] * g
+            else:
+                g_branch, row = back(p.branch, g, tapes, fresh, row, stats)
+                g = g_branch + g
+        return g, row
+
+    def backward(g, tape, keys):
+        fresh = jax.random.normal(keys[1], (n_bwd, n), dtype)
+        stats = dict(chi=_msq(g))
+        g_prev, _ = back(block.body, g, list(tape), fresh, n_bwd, stats)
+        return g_prev, stats
+
+    return forward, backward
+
+
+def dense_layers(block: Block, act, n: int, dtype, hp):
+    """(forward, backward) layer functions of the dense sampler: real N x N matrices from layer keys.
+
+    ``keys``: one per matrix of ``block.dense_key_slots()``, then one for all bias rows; the backward
+    pass redraws the matrices from their keys. Stats as for :func:`fast_layers`.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    mats, biases = block.dense_key_slots()
+    slot = {name: i for i, name in enumerate(mats)}
+    bias_row = {name: i for i, name in enumerate(biases)}
+    kinds = dict(block.params)
+
+    def mat(keys, name):
+        c = jnp.sqrt(getattr(hp, kinds[name].var) / n)
+        return c * jax.random.normal(keys[slot[name]], (n, n), dtype)
+
+    def run(seq, x, keys, bias_draw, stats, tapes):
+        for p in seq:
+            if isinstance(p, Dense):
+                stats["in_" + p.name] = _msq(x[0])
+                x = x @ mat(keys, p.name).T
+            elif isinstance(p, Bias):
+                x = x + jnp.sqrt(getattr(hp, p.var)) * bias_draw[bias_row[p.name]]
+            elif isinstance(p, Act):
+                if "q" not in stats:
+                    stats.update(q=_msq(x[0]), lam=jnp.mean(x[0] * x[1]))
+                tapes.append(x[0])
+                x = act.phi(x, hp.alpha)
+            else:
+                body, bias = _split_trailing_bias(p.branch)
+                x = run(body, x, keys, bias_draw, stats, tapes) + x
+                if bias is not None:
+                    x = run((bias,), x, keys, bias_draw, stats, tapes)
+        return x
+
+    def forward(x_pair, keys):
+        bias_draw = jax.random.normal(keys[len(mats)], (len(biases), n), dtype)
+        stats, tapes = {}, []
+        new = run(block.body, x_pair, keys, bias_draw, stats, tapes)
+        return new, stats, tapes
+
+    def back(seq, g, keys, tapes, stats):
+        for p in reversed(seq):
+            if isinstance(p, Dense):
+                stats["g_" + p.name] = _msq(g)
+                g = g @ mat(keys, p.name)
+            elif isinstance(p, Bias):
+                stats["g_" + p.name] = _msq(g)
+            elif isinstance(p, Act):
+                g = act.dphi(tapes.pop(), hp.alpha) * g
+            else:
+                g = back(p.branch, g, keys, tapes, stats) + g
+        return g
+
+    def backward(g, tape, keys):
+        stats = dict(chi=_msq(g))
+        return back(block.body, g, keys, list(tape), stats), stats
+
+    return forward, backward
+
+
+def keys_per_layer(block: Block, sampler: str) -> int:
+    """Keys a layer takes: fast (forward draws, backward fresh vectors); dense (one per matrix, biases)."""
+    return 2 if sampler == "fast" else len(block.dense_key_slots()[0]) + 1
+
+
+# ------------------------------------------------------------------------------------------ model
+def init_block_params(block: Block, keys: dict, var, *, width: int, depth: int, dtype) -> dict:
+    """The block's parameters stacked over ``depth``: dense (depth, N, N), bias (depth, N).
+
+    ``keys[name]`` is the key of parameter ``name``; ``var`` has the variance fields as attributes.
+    Variances scale the same standard normal draws (common random numbers across a variance grid).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    scale = lambda s2, fan: jnp.sqrt(jnp.asarray(s2, dtype) / fan)  # noqa: E731
+    out = {}
+    for name, p in block.params:
+        if isinstance(p, Dense):
+            out[name] = scale(getattr(var, p.var), width) * jax.random.normal(keys[name], (depth, width, width), dtype)
+        else:
+            out[name] = scale(getattr(var, p.var), 1.0) * jax.random.normal(keys[name], (depth, width), dtype)
+    return out
+
+
+def apply_block(block: Block, act, params: dict, alpha, x):
+    """One block on a batch of streams ``x`` (batch, N) with one layer's ``params``."""
+
+    def run(seq, x):
+        for p in seq:
+            if isinstance(p, Dense):
+                x = x @ params[p.name]
+            elif isinstance(p, Bias):
+                x = x + params[p.name]
+            elif isinstance(p, Act):
+                x = act.phi(x, alpha)
+            else:
+                body, bias = _split_trailing_bias(p.branch)
+                x = run(body, x) + x
+                if bias is not None:
+                    x = run((bias,), x)
+        return x
+
+    return run(block.body, x)
