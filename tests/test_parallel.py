@@ -80,22 +80,21 @@ def test_map_points_on_four_devices_equals_one():
 _WORKER = """
 import os, sys, json
 import numpy as np
-import jax
-jax.config.update("jax_cpu_collectives_implementation", "gloo")
-jax.distributed.initialize(coordinator_address="127.0.0.1:{port}", num_processes={n_proc},
-                           process_id=int(sys.argv[1]))
 sys.path.insert(0, {here!r})
+from meanfield.cli import main
+
+world = sys.argv[1:]  # the --distributed flags, or none for the single-process reference
+train = ["train", "--arch", "frn", "--act", "tanh", "--depth", "2,3", "--sw2", "0.5,1.5", "--sv2", "1",
+         "--sb2", "0.1", "--sa2", "0.1", "--width", "8", "--epochs", "2", "--batch", "16", "--seeds", "2",
+         "--lr", "0.01", "--train-subset", "64", "--val-subset", "16", "--test-subset", "32",
+         "--data", {data!r}, "--out", {out!r}, "--no-plots", "--no-progress"]
+assert main(world + train) == 0
+import jax
 from meanfield import parallel
 from test_parallel import _block
-from test_train import synthetic_mnist, TINY
-from meanfield.train.config import SweepConfig
-from meanfield.train.sweep import run_sweep
 
 a = np.linspace(0.1, 2.0, 11)
 grid = parallel.map_points(_block, {{"a": a, "b": np.cos(a)}}, chunk=6)
-cfg = SweepConfig(arch="frn", act="tanh", depth=(2, 3), sw2=(0.5, 1.5), sv2=(1.0,), sb2=(0.1,), sa2=(0.1,),
-                  seeds=2, train=TINY, lr=(0.01,), val_subset=16)
-run_sweep(cfg, {out!r}, data=synthetic_mnist(), progress=False)
 if parallel.is_writer():
     np.savez({out!r} + "/grid.npz", **grid)
     json.dump({{"processes": jax.process_count(), "devices": jax.device_count()}}, open({out!r} + "/world.json", "w"))
@@ -109,10 +108,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_world(out: str, n_proc: int, devices_per_process: int) -> None:
+def _run_world(out: str, data: str, n_proc: int, devices_per_process: int) -> None:
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
-    script = _WORKER.format(port=_free_port(), n_proc=n_proc, here=HERE, out=out)
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(i)], env=env, stdout=subprocess.PIPE,
+    script = _WORKER.format(here=HERE, out=out, data=data)
+    port = _free_port()
+    world = lambda i: ([] if n_proc == 1 else  # noqa: E731
+                       ["--distributed", "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n_proc),
+                        "--process-id", str(i)])
+    procs = [subprocess.Popen([sys.executable, "-c", script, *world(i)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(n_proc)]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (so, se) in zip(procs, outs):
@@ -120,13 +123,18 @@ def _run_world(out: str, n_proc: int, devices_per_process: int) -> None:
 
 
 def test_two_processes_give_the_single_process_numbers(tmp_path):
-    """2 processes x 2 CPU devices (jax.distributed, gloo) against 1 process x 1 device: the point map
-    is bitwise equal; the training sweep has the same networks with the same numbers, and only
-    process 0 wrote the directory."""
+    """``meanfield --distributed ... train`` and :func:`map_points` on 2 processes x 2 CPU devices
+    (jax.distributed, gloo) against 1 process x 1 device: the point map is bitwise equal, and the
+    training sweep has the same networks with the same numbers."""
     pytest.importorskip("optax")
+    from test_train import _write_idx_dir
+
+    data = tmp_path / "idx"
+    data.mkdir()
+    _write_idx_dir(data, n_train=96, n_test=32)
     multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
-    _run_world(multi, 2, 2)
-    _run_world(single, 1, 1)
+    _run_world(multi, str(data), 2, 2)
+    _run_world(single, str(data), 1, 1)
     assert json.load(open(os.path.join(multi, "world.json"))) == {"processes": 2, "devices": 4}
     g_multi, g_single = np.load(os.path.join(multi, "grid.npz")), np.load(os.path.join(single, "grid.npz"))
     for k in ("last", "path"):

@@ -6,6 +6,10 @@
     meanfield train     MNIST sweeps over grids of variances and depths
     meanfield figures   rebuild the figures in figures/
 
+Several processes (hosts) run one job together with ``meanfield --distributed ...`` before the
+subcommand (``jax.distributed``): every process runs the same command, the work is sharded over every
+device of every process, and process 0 alone writes the outputs.
+
 Start-up stays well under a second: only the module of the chosen subcommand is imported (the others
 are listed from :data:`SUMMARY`), and each subcommand validates its flags before it imports jax.
 """
@@ -40,17 +44,60 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+#: Flags before the subcommand that take a value.
+_GLOBAL_VALUES = ("--coordinator", "--num-processes", "--process-id")
+
+
 def _chosen(argv: list[str]) -> str | None:
-    """The subcommand named on the command line (the first argument that is not a flag), if any."""
+    """The subcommand named on the command line (the first argument that is neither a flag nor the
+    value of a flag before it), if any."""
+    skip = False
     for arg in argv:
-        if not arg.startswith("-"):
+        if skip:
+            skip = False
+        elif arg in _GLOBAL_VALUES:
+            skip = True
+        elif not arg.startswith("-"):
             return arg if arg in SUMMARY else None
     return None
+
+
+def _add_distributed(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("several processes (jax.distributed; flags go before the subcommand)")
+    g.add_argument("--distributed", action="store_true",
+                   help="join a run of several processes: on SLURM, Open MPI, Kubernetes or Cloud TPU the "
+                        "rest is detected; elsewhere also give the three flags below (or JAX_COORDINATOR_ADDRESS)")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0's coordinator service")
+    g.add_argument("--num-processes", type=int, metavar="N", help="number of processes")
+    g.add_argument("--process-id", type=int, metavar="I", help="this process, 0 .. N-1 (0 writes the outputs)")
+
+
+def _start_distributed(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Check the distributed flags, then ``jax.distributed.initialize`` (CPU collectives over gloo)."""
+    given = [f for f in ("coordinator", "num_processes", "process_id") if getattr(args, f) is not None]
+    if given and not args.distributed:
+        parser.error(f"--{given[0].replace('_', '-')} needs --distributed")
+    if not args.distributed:
+        return
+    n, i = args.num_processes, args.process_id
+    if n is not None and n < 1:
+        parser.error(f"--num-processes must be an integer >= 1, got {n}")
+    if i is not None and (i < 0 or (n is not None and i >= n)):
+        parser.error(f"--process-id must be an integer in [0, {'N-1' if n is None else n - 1}], got {i}")
+    if args.coordinator is not None:
+        host, _, port = args.coordinator.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            parser.error(f"--coordinator must be HOST:PORT with a port in [1, 65535], got {args.coordinator!r}")
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=n, process_id=i)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; only the subcommand chosen in ``argv`` gets its full flags (all of them when None)."""
     parser = _Parser(prog="meanfield", description=__doc__.split("\n\n")[0])
+    _add_distributed(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     chosen = None if argv is None else _chosen(argv)
     for name in SUBCOMMANDS:
@@ -81,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
     args = parser.parse_args(_join_negative_values(parser, argv))
+    _start_distributed(parser, args)
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()

@@ -170,6 +170,10 @@ def run(args: argparse.Namespace) -> int:
                          progress=not args.no_progress)
     except (SweepError, DataError) as err:
         die(str(err))
+    from ..parallel import is_writer
+
+    if not is_writer():  # under --distributed, process 0 reports and draws
+        return 0
     print(f"results: {path} ({time.perf_counter() - start:.0f} s)")
     if not args.no_plots:
         analyze_dir(args.out, args.figures)

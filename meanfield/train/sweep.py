@@ -162,7 +162,9 @@ def run_sweep(cfg: SweepConfig, out_dir: str, *, resume: bool = False, data: MNI
         ``cfg.data`` when None.
       max_group: networks per compiled call (default: :func:`default_max_group`).
       progress: draw a progress bar (tqdm) on stderr.
-      devices: devices to shard each group over (default: all visible).
+      devices: devices, or a one-axis mesh, to shard each group over (default: every device of every
+        process). Under ``jax.distributed`` every process calls this with the same arguments: process 0
+        alone locks, reads and writes ``out_dir`` and tells the others which networks are done.
     """
     validate(cfg)
     from ..parallel import is_writer
