@@ -37,14 +37,15 @@ F32 = np.dtype("float32")
 
 def compiled_sampler(spec: mf.Spec, width: int, n_net: int, sampler: str, memory_bytes: int = 1 << 30):
     """The compiled program of ``n_net`` networks (no per-sample summary), its inputs, and the plan."""
-    hp = Hyper(*(jnp.asarray(np.repeat(np.reshape(v, (1,)), n_net)) for v in spec.hyper()))
+    hp = Hyper(*(np.repeat(np.reshape(v, (1,)), n_net) for v in spec.hyper()))
     keys = jax.random.split(jax.random.key(0), n_net)
-    segment, chunk = plan(sampler, spec.arch, width, spec.depth, F32.itemsize, n_net, memory_bytes)
+    block = (hp, jax.random.key_data(keys))
+    segment, _ = plan(sampler, spec.arch, width, spec.depth, F32.itemsize, n_net, memory_bytes)
     kw = dict(arch=spec.arch, act=spec.act, depth=spec.depth, width=width, dtype=F32, sampler=sampler,
-              segment=segment, chunk=chunk)
+              segment=segment, impl=jax.random.key_impl(keys))
     t0 = time.perf_counter()
-    program = _networks.lower(hp, keys, **kw).compile()
-    return program, (hp, keys), segment, time.perf_counter() - t0
+    program = _networks.lower(block, **kw).compile()
+    return program, (block,), segment, time.perf_counter() - t0
 
 
 def best_time(fn, *args, repeats: int = 3) -> float:

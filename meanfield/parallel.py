@@ -104,8 +104,8 @@ def to_host(tree):
 @functools.lru_cache(maxsize=128)
 def _program(fn: Callable, static: tuple, mesh: Mesh) -> Callable:
     body = functools.partial(fn, **dict(static))
-    if _size(mesh) == 1:
-        return jax.jit(body)
+    if _size(mesh) == 1:  # an already jitted fn keeps its own compilation cache
+        return body if hasattr(fn, "lower") else jax.jit(body)
     spec = PartitionSpec(_axis(mesh))
     return jax.jit(jax.shard_map(body, mesh=mesh, in_specs=spec, out_specs=spec))
 

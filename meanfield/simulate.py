@@ -65,6 +65,7 @@ from ._plan import DEFAULT_MEMORY_BYTES, DTYPES, SAMPLERS, _check_dtype, _check_
 from ._x64 import in_float64
 from .activations import Activation
 from .blocks import GRADIENT_FIELDS, Block, dense_layers, fast_layers, get_block, keys_per_layer
+from .parallel import map_points
 from .spec import Hyper, Spec
 from .trajectory import FIELDS, Trajectory
 
@@ -195,21 +196,23 @@ def _network(hp, key, *, arch, act, depth, width, dtype, sampler, segment):
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "act", "depth", "width", "dtype", "sampler",
-                                             "segment", "chunk"))
-def _networks(hp, keys, *, arch, act, depth, width, dtype, sampler, segment, chunk):
+                                             "segment", "impl"))
+def _networks(block, *, arch, act, depth, width, dtype, sampler, segment, impl):
+    """Raw statistics of a block of networks: ``block = (hyper, key data)`` with one leading network
+    axis (the per-point function of :func:`meanfield.parallel.map_points`). ``impl``: the PRNG
+    implementation of typed keys (None for raw uint32 keys)."""
+    hp, key_data = block
+    keys = key_data if impl is None else jax.random.wrap_key_data(key_data, impl=impl)
     one = functools.partial(_network, arch=arch, act=act, depth=depth, width=width, dtype=dtype,
                             sampler=sampler, segment=segment)
-    n_net = hp.sw2.shape[0]
-    if chunk >= n_net:
-        return jax.vmap(one)(hp, keys)
-    return jax.lax.map(lambda args: one(*args), (hp, keys), batch_size=chunk)
+    return jax.vmap(one)(hp, keys)
 
 
 # ------------------------------------------------------------------------------------------ public
 @in_float64
 def networks(spec: Spec, width: int, samples: int, key, sampler: str = "fast", dtype="float32", *,
              memory_bytes: int = DEFAULT_MEMORY_BYTES, segment: int | None = None,
-             progress: bool = False) -> Trajectory:
+             progress: bool = False, mesh=None) -> Trajectory:
     """The measured trajectory of every sampled network: fields of shape ``spec.shape + (samples, L + 1)``.
 
     Arguments as for :func:`simulate`. Each network's fields are its own empirical values (``e`` from its
@@ -228,23 +231,16 @@ def networks(spec: Spec, width: int, samples: int, key, sampler: str = "fast", d
     n_grid = math.prod(shape)
     n_net = n_grid * samples
     # network index = grid_index * samples + sample_index; grid points share the sample keys
-    hp = Hyper(*(jnp.asarray(np.repeat(np.reshape(v, (n_grid,)), samples)) for v in spec.hyper()))
+    hp = Hyper(*(np.repeat(np.reshape(v, (n_grid,)), samples) for v in spec.hyper()))
     sample_keys = jax.random.split(key, samples)
-    keys = sample_keys[np.tile(np.arange(samples), n_grid)]
+    typed = jnp.issubdtype(sample_keys.dtype, jax.dtypes.prng_key)
+    key_data = np.asarray(jax.random.key_data(sample_keys) if typed else sample_keys)
+    key_data = key_data[np.tile(np.arange(samples), n_grid)]
     segment, chunk = plan(sampler, spec.arch, width, spec.depth, dt.itemsize, n_net, memory_bytes, segment)
-    run = functools.partial(_networks, arch=spec.arch, act=spec.act, depth=spec.depth, width=width, dtype=dt,
-                            sampler=sampler, segment=segment, chunk=chunk)
-    if not progress or chunk >= n_net:
-        raw = {k: np.asarray(v) for k, v in run(hp, keys).items()}
-    else:  # one compiled call per chunk, so that the host can report each; the last chunk is padded
-        from tqdm.auto import tqdm
-
-        parts = []
-        for start in tqdm(range(0, n_net, chunk), desc="simulate", unit=f"x{chunk} networks"):
-            take = np.minimum(np.arange(start, start + chunk), n_net - 1)
-            out = run(jax.tree.map(lambda a: a[take], hp), keys[take])
-            parts.append({k: np.asarray(v)[: min(chunk, n_net - start)] for k, v in out.items()})
-        raw = {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+    static = {"arch": spec.arch, "act": spec.act, "depth": spec.depth, "width": width, "dtype": dt,
+              "sampler": sampler, "segment": segment, "impl": jax.random.key_impl(key) if typed else None}
+    raw = map_points(_networks, (hp, key_data), static=static, chunk=chunk, mesh=mesh,
+                     progress="simulate" if progress else None)
     raw = {k: v.reshape(shape + (samples, spec.depth + 1)) for k, v in raw.items()}
     return _per_network(raw)
 
@@ -298,8 +294,8 @@ def summarize(per_network: Trajectory) -> tuple[Trajectory, Trajectory]:
 
 
 def simulate(spec: Spec, width: int, samples: int, key, sampler: str = "fast", dtype="float32", *,
-             memory_bytes: int = DEFAULT_MEMORY_BYTES, segment: int | None = None, progress: bool = False
-             ) -> tuple[Trajectory, Trajectory]:
+             memory_bytes: int = DEFAULT_MEMORY_BYTES, segment: int | None = None, progress: bool = False,
+             mesh=None) -> tuple[Trajectory, Trajectory]:
     """Sample ``samples`` networks of width ``width`` per grid point of ``spec``; per-layer mean and stderr.
 
     Args:
@@ -318,13 +314,16 @@ def simulate(spec: Spec, width: int, samples: int, key, sampler: str = "fast", d
         not depend on it beyond rounding.
       progress: show a progress bar over the compiled chunks of networks on stderr (the numbers are
         the same with or without it).
+      mesh: devices (a list, or a one-axis :class:`~jax.sharding.Mesh`) to shard the networks over;
+        default every device of every process (:mod:`meanfield.parallel`). The numbers do not
+        depend on it: every network has its own key.
 
     Returns:
       ``(mean, stderr)``: two :class:`Trajectory` values with shape ``spec.shape + (L + 1,)`` (``log_R``:
       ``spec.shape``), as computed by :func:`summarize`. NaN where the theory is undefined.
     """
     return summarize(networks(spec, width, samples, key, sampler, dtype, memory_bytes=memory_bytes,
-                              segment=segment, progress=progress))
+                              segment=segment, progress=progress, mesh=mesh))
 
 
 def compare(theory: Trajectory, mean: Trajectory, stderr: Trajectory) -> dict:

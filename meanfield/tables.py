@@ -502,13 +502,17 @@ class Lazy:
 
     def covers(self, q) -> bool:
         """Whether every q (NaN entries aside) lies in the table's range; True when there is no table."""
-        tables = self.get()
-        if tables is None:
-            return True
+        return bool(np.all(self.covers_rows(np.reshape(q, (1, -1)))))
+
+    def covers_rows(self, q) -> np.ndarray:
+        """Per row of ``q`` (n, k): whether its every q (NaN entries aside) lies in the table's range."""
+        q = np.asarray(q, dtype=float)
+        if self.get() is None:
+            return np.ones(q.shape[0], bool)
         with np.errstate(divide="ignore", invalid="ignore"):
-            u = np.log(np.asarray(q, dtype=float))
-        u = u[~np.isnan(u)]
-        return bool(np.all((u >= self.layout.u_lo) & (u <= self.layout.u_hi)))
+            u = np.log(q)
+        inside = np.isnan(u) | ((u >= self.layout.u_lo) & (u <= self.layout.u_hi))
+        return np.all(inside.reshape(q.shape[0], -1), axis=1)
 
     def __repr__(self):
         state = "not loaded" if not self._done else ("unused" if self._tables is None else self._tables.source)

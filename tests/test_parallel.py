@@ -93,10 +93,17 @@ import jax
 from meanfield import parallel
 from test_parallel import _block
 
+import meanfield as mf
+
 a = np.linspace(0.1, 2.0, 11)
 grid = parallel.map_points(_block, {{"a": a, "b": np.cos(a)}}, chunk=6)
+spec = mf.Spec("frn", "tanh", 12, sw2=np.linspace(0.1, 2.0, 7)[:, None], sv2=np.array([1.0, 1.5]), sb2=0.3, sa2=0.5)
+theory = mf.theory.trajectory(spec, chunk_size=6)
+sim = mf.simulate.networks(mf.Spec("frn", "relu", 6, sw2=np.array([0.5, 1.0, 1.5])), 16, 5, jax.random.key(7),
+                           dtype="float64")
 if parallel.is_writer():
-    np.savez({out!r} + "/grid.npz", **grid)
+    np.savez({out!r} + "/grid.npz", **grid, theory_p=theory.p, theory_chi=theory.chi, theory_log_R=theory.log_R,
+             sim_p=sim.p, sim_chi=sim.chi, sim_s=sim.s)
     json.dump({{"processes": jax.process_count(), "devices": jax.device_count()}}, open({out!r} + "/world.json", "w"))
 print("OK", jax.process_index())
 """
@@ -123,9 +130,10 @@ def _run_world(out: str, data: str, n_proc: int, devices_per_process: int) -> No
 
 
 def test_two_processes_give_the_single_process_numbers(tmp_path):
-    """``meanfield --distributed ... train`` and :func:`map_points` on 2 processes x 2 CPU devices
-    (jax.distributed, gloo) against 1 process x 1 device: the point map is bitwise equal, and the
-    training sweep has the same networks with the same numbers."""
+    """``meanfield --distributed ... train``, a theory grid, a simulation grid and :func:`map_points` on
+    2 processes x 2 CPU devices (jax.distributed, gloo) against 1 process x 1 device: the point map and
+    the theory are bitwise equal, the simulation and the training sweep have the same networks with the
+    same numbers."""
     pytest.importorskip("optax")
     from test_train import _write_idx_dir
 
@@ -137,8 +145,10 @@ def test_two_processes_give_the_single_process_numbers(tmp_path):
     _run_world(single, str(data), 1, 1)
     assert json.load(open(os.path.join(multi, "world.json"))) == {"processes": 2, "devices": 4}
     g_multi, g_single = np.load(os.path.join(multi, "grid.npz")), np.load(os.path.join(single, "grid.npz"))
-    for k in ("last", "path"):
-        np.testing.assert_array_equal(g_multi[k], g_single[k])
+    for k in ("last", "path", "theory_p", "theory_chi", "theory_log_R"):
+        np.testing.assert_array_equal(g_multi[k], g_single[k], err_msg=k)
+    for k in ("sim_p", "sim_chi", "sim_s"):  # same keys, same networks: equal up to the order of float sums
+        np.testing.assert_allclose(g_multi[k], g_single[k], rtol=1e-12, err_msg=k)
 
     from meanfield.train.sweep import read_results
 
