@@ -291,6 +291,10 @@ class Laws:
         return dataclasses.asdict(self)
 
 
+#: The architectures whose laws docs/theory.md, section 5 derives (others get a Laws with every law None).
+LAW_ARCHS = ("frn", "rrn", "ff")
+
+
 @in_float64
 def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, sa2: float = 0.0,
             alpha: float = 1.0) -> Laws:
@@ -308,6 +312,8 @@ def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, s
     name = spec.act.name
     base = dict(arch=arch, act=name, alpha=a if spec.act.has_alpha else None,
                 params=dict(sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2))
+    if arch not in LAW_ARCHS:
+        return Laws(**base, laws=dict(note=f"no asymptotic law derived for {arch}"))
     if arch == "ff":
         ff = ff_depth_scales(spec.act, sw2, sb2, a)
         phase = "ordered" if ff["chi_1"] < 1 else ("chaotic" if ff["chi_1"] > 1 else "critical")
@@ -559,6 +565,9 @@ def measured_laws(spec: Spec, laws: Laws | None = None) -> dict:
         raise ValueError(f"measured_laws takes a single network, got hyperparameter shape {spec.shape}")
     if laws is None:
         h = spec.hyper()
+        if float(h.branch_scale) != 1.0:
+            raise ValueError("predicted laws are those of branch_scale = 1 (docs/theory.md, section 5); pass "
+                             f"laws to measure a spec with branch_scale {float(h.branch_scale)!r}")
         laws = predict(spec.arch, spec.act, sw2=float(h.sw2), sv2=float(h.sv2), sb2=float(h.sb2),
                        sa2=float(h.sa2), alpha=float(h.alpha))
     return {"predicted": laws, "measured": measure(trajectory(spec), laws)}

@@ -8,8 +8,9 @@ A block is a tuple of primitives applied to the residual stream x (width N):
     x <- x + b with b_i ~ N(0, var).
 ``Act()``
     x <- phi(x), the network's activation.
-``Residual(branch)``
-    x <- x + branch(x), ``branch`` a tuple of primitives.
+``Residual(branch, scale)``
+    x <- x + kappa branch(x), ``branch`` a tuple of primitives, ``scale`` the field of kappa
+    (``branch_scale``; None: kappa = 1).
 
 From one definition this module derives
 
@@ -31,8 +32,9 @@ independent of its input coordinates, so only the means of the stream and of a n
 in a residual sum (the mean-tracking term of the reduced residual network).
 
 Parameters are named; ``chi_a, chi_b, chi_w, chi_v`` of a :class:`~meanfield.trajectory.Trajectory`
-report the parameters named ``a, b, w, v``. This module imports jax only when an engine runs, so that the registry (names, fields,
-memory rows) is available to the jax-free validation in :mod:`meanfield.spec` and :mod:`meanfield._plan`.
+report the parameters named ``a, b, w, v``. This module imports jax only when an engine runs, so that
+the registry (names, fields, memory rows) serves the jax-free validation in :mod:`meanfield.spec` and
+:mod:`meanfield._plan`.
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ class Act:
 
 @dataclasses.dataclass(frozen=True)
 class Residual:
-    """x <- x + branch(x)."""
+    """x <- x + kappa branch(x), kappa the value of field ``scale`` (None: 1)."""
 
     branch: tuple
+    scale: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,9 +117,10 @@ class Block:
         return self.params if self.draws_like is None else self.draws_like.key_order
 
     @property
-    def variance_fields(self) -> frozenset:
-        """The variance fields (``sw2``, ...) this block uses."""
-        return frozenset(p.var for _, p in self.params)
+    def fields(self) -> frozenset:
+        """The hyperparameter fields this block uses: variances (``sw2``, ...) and branch scales."""
+        scales = {p.scale for p in _residuals(self.body) if p.scale is not None}
+        return frozenset(p.var for _, p in self.params) | scales
 
     def tape_rows(self, sampler: str) -> int:
         """Vectors of length N a sampler keeps per layer for the backward pass: the fast sampler a basis
@@ -128,7 +132,8 @@ class Block:
     def dense_key_slots(self) -> tuple[tuple, tuple]:
         """(matrix names, bias names) in key order: the dense sampler's per-layer key layout."""
         order = self.key_order
-        return (tuple(n for n, p in order if isinstance(p, Dense)), tuple(n for n, p in order if isinstance(p, Bias)))
+        return (tuple(n for n, p in order if isinstance(p, Dense)),
+                tuple(n for n, p in order if isinstance(p, Bias)))
 
 
 def _flatten(prims):
@@ -137,6 +142,13 @@ def _flatten(prims):
             yield from _flatten(p.branch)
         else:
             yield p
+
+
+def _residuals(prims):
+    for p in prims:
+        if isinstance(p, Residual):
+            yield p
+            yield from _residuals(p.branch)
 
 
 def _centred_output(prims, odd: bool, centred_in: bool) -> bool:
@@ -153,14 +165,22 @@ def _centred_output(prims, odd: bool, centred_in: bool) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ registry
+_KAPPA = "branch_scale"
 _FRN_BRANCH = (Dense("w", "sw2"), Bias("b", "sb2"), Act(), Dense("v", "sv2"), Bias("a", "sa2"))
-FRN = Block("frn", (Residual(_FRN_BRANCH),), "full residual: x <- x + V phi(W x + b) + a")
+FRN = Block("frn", (Residual(_FRN_BRANCH, _KAPPA),), "full residual: x <- x + kappa (V phi(W x + b) + a)")
 
 BLOCKS = {
     "frn": FRN,
-    "rrn": Block("rrn", (Residual(_FRN_BRANCH[:3]),), "reduced residual: x <- x + phi(W x + b)", FRN),
+    "rrn": Block("rrn", (Residual(_FRN_BRANCH[:3], _KAPPA),), "reduced residual: x <- x + kappa phi(W x + b)",
+                 FRN),
     "ff": Block("ff", _FRN_BRANCH[:3], "feedforward: x <- phi(W x + b)", FRN),
+    "preact": Block("preact", (Residual((Act(),) + _FRN_BRANCH, _KAPPA),),
+                    "pre-activation residual: x <- x + kappa (V phi(W phi(x) + b) + a)"),
+    "basic": Block("basic", (Residual(_FRN_BRANCH[:3] + (Dense("w2", "sw2"), Bias("b2", "sb2")) + _FRN_BRANCH[2:],
+                                      _KAPPA),),
+                   "two-layer branch: x <- x + kappa (V phi(W2 phi(W x + b) + b2) + a)"),
 }
+#: The built-in blocks' names (the command line's --arch choices).
 ARCHS = tuple(BLOCKS)
 
 
@@ -171,7 +191,7 @@ def get_block(arch) -> Block:
     try:
         return BLOCKS[arch]
     except (KeyError, TypeError):
-        raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}") from None
+        raise ValueError(f"arch must be one of {', '.join(BLOCKS)}; got {arch!r}") from None
 
 
 # ------------------------------------------------------------------------------------------ theory
@@ -206,7 +226,9 @@ def _mf(prims, sig: _Sig, ctx: _Ctx, probe: dict):
     """Push ``sig`` through ``prims``: (sig, backward records in forward order).
 
     Records: ``("dense", name, log s2, log p of the input)``, ``("bias", name)``, ``("act", log V'(q))``,
-    ``("residual", records of the branch)``. ``probe`` receives log q and c at the first activation.
+    ``("residual", records of the branch, log kappa^2 or None)``. ``probe`` receives log q and c at the
+    first activation that follows a dense primitive (the preactivation h = W x + b), and ``acts`` the
+    log q of every activation (for the table range check of tabulated activations).
     """
     import jax.numpy as jnp
 
@@ -216,6 +238,7 @@ def _mf(prims, sig: _Sig, ctx: _Ctx, probe: dict):
         if isinstance(p, Dense):
             s2 = getattr(h, p.var)
             recs.append(("dense", p.name, jnp.log(s2), _log_of(sig, ctx)))
+            probe["dense"] = True
             sig = _Sig(s2 * sig.r, s2 * sig.k)
         elif isinstance(p, Bias):
             recs.append(("bias", p.name))
@@ -231,18 +254,25 @@ def _mf(prims, sig: _Sig, ctx: _Ctx, probe: dict):
             omr = act.one_minus_corr(log_q, delta, h.alpha)  # 1 - rho(c)
             v_over_p = jnp.exp(lV - ctx.log_p)
             n = None if act.odd else act.M_scaled(log_q, 0.5 * ctx.log_p, h.alpha)
-            probe.setdefault("log_q", log_q)
-            probe.setdefault("c", 1.0 - delta)
+            if probe.get("dense") and "log_q" not in probe:
+                probe.update(log_q=log_q, c=1.0 - delta)
+            probe.setdefault("acts", []).append(log_q)
             recs.append(("act", act.log_Vp(log_q, h.alpha)))
             sig = _Sig(v_over_p, v_over_p * omr, n, lV)
         elif isinstance(p, Residual):
             if sig.inc is not None or not (isinstance(sig.r, float) and sig.r == 1.0):
                 raise NotImplementedError("a residual sum must act on the block's input")
             b, branch = _mf(p.branch, sig, ctx, probe)
+            log_k2 = None
+            if p.scale is not None:
+                kap = getattr(h, p.scale)
+                kap2 = kap * kap
+                log_k2 = jnp.log(kap2)
+                b = _Sig(kap2 * b.r, kap2 * b.k, None if b.n is None else kap * b.n)
             # the branch is independent of the stream's coordinates but for the means
             inc = b.r if (b.n is None or sig.n is None) else b.r + 2.0 * sig.n * b.n
             n = sig.n if b.n is None else (b.n if sig.n is None else sig.n + b.n)
-            recs.append(("residual", branch))
+            recs.append(("residual", branch, log_k2))
             sig = _Sig(1.0 + inc, b.k + sig.k, n, None, inc)
         else:
             raise TypeError(f"unknown primitive {p!r}")
@@ -264,7 +294,8 @@ def _backward(recs, g, gains: dict):
         elif kind == "act":
             g = g + rec[1]
         else:  # residual: chi_in = chi_out (1 + branch gain), the cross term averaging to 0
-            g = g + jnp.log1p(jnp.exp(_backward(rec[1], g, gains) - g))
+            g_branch = g if rec[2] is None else g + rec[2]
+            g = g + jnp.log1p(jnp.exp(_backward(rec[1], g_branch, gains) - g))
     return g
 
 
@@ -272,7 +303,8 @@ def theory_step(block: Block, act, h, state):
     """One block of the mean-field recursion for a batch of grid points.
 
     ``state = (log p, d, m)`` (arrays of shape (B,)). Returns the new state and a dict with ``log_q`` and
-    ``c`` (at the first activation's input: q and lambda / q), ``log_factor`` (log chi^(l-1) / chi^(l))
+    ``c`` (at the first preactivation h = W x + b: q and lambda / q), ``log_q_acts`` (the log q of every
+    activation, stacked), ``log_factor`` (log chi^(l-1) / chi^(l))
     and ``gains`` ``{name: log g}`` such that the gradient quantity of parameter ``name`` is
     chi^(l) exp(log g) (for a dense parameter, log g includes log p of its input: chi_w = chi_b p).
     """
@@ -296,7 +328,7 @@ def theory_step(block: Block, act, h, state):
     zero = jnp.zeros_like(log_p)
     log_factor = _backward(recs, zero, gains)
     return (log_p_new, d_new, m_new), dict(log_q=probe["log_q"], c=probe["c"], log_factor=log_factor,
-                                           gains=gains)
+                                           gains=gains, log_q_acts=jnp.stack(probe["acts"]))
 
 
 # ------------------------------------------------------------------------------------------ samplers
@@ -356,6 +388,23 @@ def _split_trailing_bias(branch):
     return branch, None
 
 
+def _kappa(p: Residual, values):
+    """The branch multiplier of residual ``p`` (None: 1, nothing to multiply)."""
+    return None if p.scale is None else getattr(values, p.scale)
+
+
+def _times(kap, x):
+    return x if kap is None else kap * x
+
+
+def _probe(stats: dict, x_pair):
+    """q and lambda at the first activation whose input is a preactivation (a dense primitive came before)."""
+    import jax.numpy as jnp
+
+    if "q" not in stats and any(k.startswith("in_") for k in stats):
+        stats.update(q=_msq(x_pair[0]), lam=jnp.mean(x_pair[0] * x_pair[1]))
+
+
 def _msq(v):
     import jax.numpy as jnp
 
@@ -381,7 +430,7 @@ def fast_layers(block: Block, act, n: int, dtype, hp):
     scale = {p.name: jnp.sqrt(getattr(hp, p.var) / n) if isinstance(p, Dense) else jnp.sqrt(getattr(hp, p.var))
              for _, p in block.params}
 
-    def run(seq, x, draw, row, stats, tapes):
+    def run(seq, x, draw, row, stats, tapes, kap=None):
         for p in seq:
             if isinstance(p, Dense):
                 q, r = _basis(x, rtol)
@@ -390,19 +439,19 @@ def fast_layers(block: Block, act, n: int, dtype, hp):
                 x = _push_forward(r, draw[row:row + 2], scale[p.name])
                 row += 2
             elif isinstance(p, Bias):
-                x = x + scale[p.name] * draw[row]
+                x = x + _times(kap, scale[p.name] * draw[row])
                 row += 1
             elif isinstance(p, Act):
-                if "q" not in stats:
-                    stats.update(q=_msq(x[0]), lam=jnp.mean(x[0] * x[1]))
+                _probe(stats, x)
                 tapes.append(dict(dphi=act.dphi(x[0], hp.alpha)))
                 x = act.phi(x, hp.alpha)
             else:
                 body, bias = _split_trailing_bias(p.branch)
+                kap_p = _kappa(p, hp)
                 branch, row = run(body, x, draw, row, stats, tapes)
-                x = branch + x
+                x = _times(kap_p, branch) + x
                 if bias is not None:
-                    x, row = run((bias,), x, draw, row, stats, tapes)
+                    x, row = run((bias,), x, draw, row, stats, tapes, kap_p)
         return x, row
 
     def forward(x_pair, keys):
@@ -423,7 +472,7 @@ def fast_layers(block: Block, act, n: int, dtype, hp):
             elif isinstance(p, Act):
                 g = tapes.pop()["dphi"] * g
             else:
-                g_branch, row = back(p.branch, g, tapes, fresh, row, stats)
+                g_branch, row = back(p.branch, _times(_kappa(p, hp), g), tapes, fresh, row, stats)
                 g = g_branch + g
         return g, row
 
@@ -454,23 +503,23 @@ def dense_layers(block: Block, act, n: int, dtype, hp):
         c = jnp.sqrt(getattr(hp, kinds[name].var) / n)
         return c * jax.random.normal(keys[slot[name]], (n, n), dtype)
 
-    def run(seq, x, keys, bias_draw, stats, tapes):
+    def run(seq, x, keys, bias_draw, stats, tapes, kap=None):
         for p in seq:
             if isinstance(p, Dense):
                 stats["in_" + p.name] = _msq(x[0])
                 x = x @ mat(keys, p.name).T
             elif isinstance(p, Bias):
-                x = x + jnp.sqrt(getattr(hp, p.var)) * bias_draw[bias_row[p.name]]
+                x = x + _times(kap, jnp.sqrt(getattr(hp, p.var)) * bias_draw[bias_row[p.name]])
             elif isinstance(p, Act):
-                if "q" not in stats:
-                    stats.update(q=_msq(x[0]), lam=jnp.mean(x[0] * x[1]))
+                _probe(stats, x)
                 tapes.append(x[0])
                 x = act.phi(x, hp.alpha)
             else:
                 body, bias = _split_trailing_bias(p.branch)
-                x = run(body, x, keys, bias_draw, stats, tapes) + x
+                kap_p = _kappa(p, hp)
+                x = _times(kap_p, run(body, x, keys, bias_draw, stats, tapes)) + x
                 if bias is not None:
-                    x = run((bias,), x, keys, bias_draw, stats, tapes)
+                    x = run((bias,), x, keys, bias_draw, stats, tapes, kap_p)
         return x
 
     def forward(x_pair, keys):
@@ -489,7 +538,7 @@ def dense_layers(block: Block, act, n: int, dtype, hp):
             elif isinstance(p, Act):
                 g = act.dphi(tapes.pop(), hp.alpha) * g
             else:
-                g = back(p.branch, g, keys, tapes, stats) + g
+                g = back(p.branch, _times(_kappa(p, hp), g), keys, tapes, stats) + g
         return g
 
     def backward(g, tape, keys):
@@ -524,22 +573,24 @@ def init_block_params(block: Block, keys: dict, var, *, width: int, depth: int, 
     return out
 
 
-def apply_block(block: Block, act, params: dict, alpha, x):
-    """One block on a batch of streams ``x`` (batch, N) with one layer's ``params``."""
+def apply_block(block: Block, act, params: dict, alpha, x, scales=None):
+    """One block on a batch of streams ``x`` (batch, N) with one layer's ``params``; ``scales`` has the
+    branch scale fields as attributes (None: every branch scale 1)."""
 
-    def run(seq, x):
+    def run(seq, x, kap=None):
         for p in seq:
             if isinstance(p, Dense):
                 x = x @ params[p.name]
             elif isinstance(p, Bias):
-                x = x + params[p.name]
+                x = x + _times(kap, params[p.name])
             elif isinstance(p, Act):
                 x = act.phi(x, alpha)
             else:
                 body, bias = _split_trailing_bias(p.branch)
-                x = run(body, x) + x
+                kap_p = None if scales is None else _kappa(p, scales)
+                x = _times(kap_p, run(body, x)) + x
                 if bias is not None:
-                    x = run((bias,), x)
+                    x = run((bias,), x, kap_p)
         return x
 
     return run(block.body, x)

@@ -167,6 +167,7 @@ def _forward(prims, sig, hv, act, alpha, probe):
         if isinstance(prim, blocks.Dense):
             s2 = hv[prim.var]
             recs.append(("dense", prim.name, s2, p))
+            probe["dense"] = True
             sig = (s2 * p, s2 * g, 0.0, s2 * s)
         elif isinstance(prim, blocks.Bias):
             recs.append(("bias", prim.name))
@@ -178,14 +179,15 @@ def _forward(prims, sig, hv, act, alpha, probe):
             # s is tracked on its own through V - W = (1/2) E[(phi(x) - phi(y))^2]: 2 (p - gamma) cancels
             # when e -> 1
             dsq = half_sq_diff_(act, q, s / 2 / q if q > 0 else 0.0, alpha)
-            probe.setdefault("q", q)
-            probe.setdefault("lambda", lam)
+            if probe.get("dense") and "q" not in probe:
+                probe.update(q=q, lambda_=lam)
             recs.append(("act", Vp_(act, q, alpha)))
             sig = (V_(act, q, alpha), W_(act, q, lam, alpha), M_(act, q, alpha), 2 * dsq)
         elif isinstance(prim, blocks.Residual):
             (bp, bg, bmu, bs), branch = _forward(prim.branch, sig, hv, act, alpha, probe)
-            recs.append(("residual", branch))
-            sig = (p + bp + 2 * mu * bmu, g + bg + 2 * mu * bmu, mu + bmu, s + bs)
+            k = 1.0 if prim.scale is None else hv[prim.scale]
+            recs.append(("residual", branch, k * k))
+            sig = (p + k * k * bp + 2 * k * mu * bmu, g + k * k * bg + 2 * k * mu * bmu, mu + k * bmu, s + k * k * bs)
         else:
             raise TypeError(f"unknown primitive {prim!r}")
     return sig, recs
@@ -201,19 +203,19 @@ def _backward(recs, g, gains):
             gains[rec[1]] = g
         elif rec[0] == "act":
             g = g * rec[1]
-        else:
-            g = g + _backward(rec[1], g, gains)
+        else:  # residual: the branch sees kappa g, so chi gains kappa^2 times its factor
+            g = g + _backward(rec[1], rec[2] * g, gains)
     return g
 
 
-def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0.5):
+def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0.5, branch_scale=1.0):
     """docs/theory.md, section 3 recursions of block ``arch`` (:mod:`meanfield.blocks`), layer by layer,
     with the transforms above (no log domain). Variances the block does not use are ignored.
 
     Returns a dict of numpy arrays of length depth + 1 (NaN where undefined) and the scalar ``log_R``.
     """
     block = blocks.get_block(arch)
-    hv = dict(sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2)
+    hv = dict(sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2, branch_scale=branch_scale)
     nan = float("nan")
     L = depth
     out = {k: np.full(L + 1, nan) for k in ("p", "q", "gamma", "lambda", "e", "s", "mu",
@@ -224,7 +226,7 @@ def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0
     for l in range(1, L + 1):
         probe = {}
         sig, recs = _forward(block.body, sig, hv, act, alpha, probe)
-        out["q"][l], out["lambda"][l] = probe["q"], probe["lambda"]
+        out["q"][l], out["lambda"][l] = probe["q"], probe["lambda_"]
         out["p"][l], out["gamma"][l], out["mu"][l], out["s"][l] = sig
         layers.append(recs)
     out["e"] = out["gamma"] / out["p"]

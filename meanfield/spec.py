@@ -30,13 +30,15 @@ from .blocks import ARCHS, get_block  # noqa: F401  (ARCHS re-exported: the regi
 ACTIVATIONS = ("tanh", "relu", "alpha_relu", "erf")
 ALPHA_ACTIVATIONS = ("alpha_relu",)
 #: The value an engine uses for a field the network does not have.
-NEUTRAL = {"alpha": 1.0, "sv2": 1.0, "sa2": 0.0}
-HYPER_FIELDS = ("sw2", "sv2", "sb2", "sa2", "alpha", "p0", "gamma0")
+NEUTRAL = {"alpha": 1.0, "sv2": 1.0, "sa2": 0.0, "branch_scale": 1.0}
+HYPER_FIELDS = ("sw2", "sv2", "sb2", "sa2", "alpha", "p0", "gamma0", "branch_scale")
+#: Branch scales given by the depth L (Stable ResNet, depth-muP: L^-1/2).
+DEPTH_SCALES = {"1/sqrt(L)": lambda depth: depth ** -0.5, "1/L": lambda depth: 1.0 / depth}
 
 
 def unused_variances(arch: str) -> list[str]:
-    """The variance fields with a neutral value (:data:`NEUTRAL`) that block ``arch`` does not use."""
-    used = get_block(arch).variance_fields
+    """The fields with a neutral value (:data:`NEUTRAL`) that block ``arch`` does not use (alpha aside)."""
+    used = get_block(arch).fields
     return [f for f in NEUTRAL if f != "alpha" and f not in used]
 
 
@@ -50,6 +52,21 @@ class Hyper(NamedTuple):
     alpha: object
     p0: object
     gamma0: object
+    branch_scale: object = 1.0
+
+
+def _branch_scale(value, depth: int):
+    """``value`` with the strings of :data:`DEPTH_SCALES` (spaces ignored) replaced by their number at ``depth``."""
+    if isinstance(value, str):
+        text = value.replace(" ", "")
+        if text in DEPTH_SCALES:
+            return DEPTH_SCALES[text](depth)
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"branch_scale must be a number >= 0 or one of {', '.join(DEPTH_SCALES)}, "
+                             f"got {value!r}") from None
+    return value
 
 
 def _check_array(name: str, value, *, low=None, low_open=False, high=None) -> np.ndarray:
@@ -89,6 +106,9 @@ class Spec:
       alpha: exponent of the alpha-ReLU, in (1/2, 1]; must stay 1 for other activations.
       p0: squared length |x0|^2 / N of both inputs (> 0).
       gamma0: their inner product x0 . x0' / N, with |gamma0| <= p0.
+      branch_scale: kappa >= 0 of a residual block, x <- x + kappa branch(x) (the branch including its
+        output bias), or ``"1/sqrt(L)"`` / ``"1/L"`` for L^-1/2 / L^-1 at this spec's depth; must stay 1
+        for a block without a residual branch.
     """
 
     arch: str
@@ -101,10 +121,12 @@ class Spec:
     alpha: object = 1.0
     p0: object = 1.0
     gamma0: object = 0.5
+    branch_scale: object = 1.0
 
     def __post_init__(self):
-        if not isinstance(self.arch, str) or self.arch not in ARCHS:
+        if not isinstance(self.arch, str):
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {self.arch!r}")
+        get_block(self.arch)  # a registered block, or a ValueError naming the choices
         if isinstance(self.act, str):
             if self.act not in ACTIVATIONS:
                 raise ValueError(f"act must be one of {', '.join(ACTIVATIONS)} (or an Activation); got {self.act!r}")
@@ -118,7 +140,8 @@ class Spec:
         if isinstance(self.depth, bool) or not isinstance(self.depth, (int, np.integer)) or self.depth < 1:
             raise ValueError(f"depth must be an integer >= 1, got {self.depth!r}")
         object.__setattr__(self, "depth", int(self.depth))
-        for name in ("sw2", "sv2", "sb2", "sa2"):
+        object.__setattr__(self, "branch_scale", _branch_scale(self.branch_scale, self.depth))
+        for name in ("sw2", "sv2", "sb2", "sa2", "branch_scale"):
             object.__setattr__(self, name, _check_array(name, getattr(self, name), low=0.0))
         if has_alpha:
             # alpha <= 1/2: V'(q) = E[phi'(z)^2] is infinite; alpha > 1 is not the family of the paper

@@ -247,7 +247,7 @@ def test_frn_without_residual_branch_has_flat_laws(act, sa2):
     (["--p0", "2"], "--p0 applies with --measure only"),
     (["--depth", "100"], "--depth applies with --measure only"),
     (["--act", "relu", "--alpha", "0.7"], "--alpha applies to --act alpha_relu only, not relu"),
-    (["--arch", "rrn", "--sa2", "1"], "--sa2 applies to --arch frn only"),
+    (["--arch", "rrn", "--sa2", "1"], "--sa2 applies to --arch frn, preact, basic only"),
 ])
 def test_cli_laws_inapplicable_flags_exit_2(argv, message, capsys):
     base = {"--arch": "frn", "--act": "tanh", "--sw2": "1"}

@@ -8,14 +8,19 @@ block layer, with the same transforms. Both sides are plain-domain float64 with 
 quadrature, so they agree to rounding (asserted 1e-13 relative; measured 4e-16).
 """
 
+import json
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import meanfield as mf
 from meanfield import blocks
 from meanfield import reference as ref
+from meanfield.cli import main
+from meanfield.simulate import networks
 from meanfield.theory import trajectory
 
 pytestmark = pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
@@ -62,12 +67,17 @@ HYPER = dict(sw2=1.3, sv2=0.7, sb2=0.2, sa2=0.1, alpha=1.0, p0=1.2, gamma0=0.4)
 
 
 def _max_rel_diff(got, want):
+    """Largest relative difference over every field; mu on the scale sqrt(p) (odd phi: exactly 0 in the
+    engine, ~1e-17 from quadrature)."""
     worst = 0.0
     for name, w in want.items():
         g = np.asarray(got[name], float)
         w = np.asarray(w, float)
         if not np.array_equal(np.isnan(g), np.isnan(w)):
             return math.inf
+        if name == "mu":
+            worst = max(worst, float(np.max(np.abs(g - w) / np.sqrt(np.asarray(want["p"], float)))))
+            continue
         ok = ~np.isnan(w) & (w != 0)
         worst = max(worst, float(np.max(np.abs(g[ok] / w[ok] - 1), initial=0.0)))
         if np.any(g[w == 0] != 0):
@@ -92,12 +102,12 @@ def test_a_drifted_definition_is_caught():
 
 def test_registry_fields_and_memory_rows():
     frn, rrn, ff = (blocks.get_block(a) for a in ("frn", "rrn", "ff"))
-    assert frn.variance_fields == {"sw2", "sv2", "sb2", "sa2"}
-    assert rrn.variance_fields == ff.variance_fields == {"sw2", "sb2"}
+    assert frn.fields == {"sw2", "sv2", "sb2", "sa2", "branch_scale"}
+    assert rrn.fields == {"sw2", "sb2", "branch_scale"} and ff.fields == {"sw2", "sb2"}
     assert (frn.tape_rows("fast"), rrn.tape_rows("fast"), frn.tape_rows("dense")) == (9, 5, 1)
     # the reduced networks take their keys like the frn, so a seed draws the same W and b
     assert rrn.dense_key_slots() == ff.dense_key_slots() == frn.dense_key_slots() == (("w", "v"), ("b", "a"))
-    with pytest.raises(ValueError, match="arch must be one of frn, rrn, ff"):
+    with pytest.raises(ValueError, match="arch must be one of frn, rrn, ff, preact, basic"):
         blocks.get_block("resnet")
     with pytest.raises(ValueError, match="parameter names must be unique"):
         blocks.Block("twice", (blocks.Dense("w", "sw2"), blocks.Act(), blocks.Dense("w", "sw2")))
@@ -107,8 +117,6 @@ def test_activation_of_a_signal_with_a_mean_is_refused():
     # relu x + phi(x) without a dense layer in front: no transform for a non-centred input
     block = blocks.Block("bad", (blocks.Residual((blocks.Act(),)), blocks.Act()))
     h = mf.Spec("rrn", "relu", 1).hyper()
-    import jax.numpy as jnp
-
     hj = type(h)(*(jnp.atleast_1d(jnp.asarray(v)) for v in h))
     state = (jnp.zeros(1), jnp.full(1, 0.5), jnp.zeros(1))
     with pytest.raises(NotImplementedError, match="non-zero mean"):
@@ -129,3 +137,161 @@ def test_engine_matches_block_reference_at_depth_30(arch):
     got = {("lambda" if f == "lam" else f): getattr(t, f) for f in mf.FIELDS if ("lambda" if f == "lam" else f) in want}
     got["log_R"] = t.log_R
     assert _max_rel_diff(got, want) < 1e-9
+
+
+# ------------------------------------------------------------------------- pre-activation, basic, kappa
+NEW = ("preact", "basic")
+
+
+def _spec(arch, act, depth, **kw):
+    return mf.Spec(arch, act, depth, **{k: v for k, v in kw.items() if k != "alpha"})
+
+
+@pytest.mark.parametrize("arch,kappa", [("preact", 1.0), ("basic", 1.0), ("frn", 0.3), ("preact", 0.6),
+                                        ("rrn", 0.5)])
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_new_blocks_match_block_reference(arch, kappa, act):
+    kw = {k: HYPER[k] for k in ("sw2", "sb2", "p0", "gamma0")}
+    if arch != "rrn":
+        kw.update(sv2=HYPER["sv2"], sa2=HYPER["sa2"])
+    t = trajectory(_spec(arch, act, 6, branch_scale=kappa, **kw))
+    want = ref.trajectory(arch, act, 6, kw["sw2"], kw.get("sv2", 1.0), kw["sb2"], kw.get("sa2", 0.0), 1.0,
+                          kw["p0"], kw["gamma0"], branch_scale=kappa)
+    got = {("lambda" if f == "lam" else f): getattr(t, f) for f in mf.FIELDS}
+    got["log_R"] = t.log_R
+    assert _max_rel_diff(got, {k: v for k, v in want.items()}) < 1e-8
+
+
+@pytest.mark.parametrize("arch", ["frn", "rrn", "preact", "basic"])
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_branch_scale_zero_is_the_identity(arch, act):
+    kw = dict(sw2=1.4, sb2=0.3, p0=1.3, gamma0=0.5)
+    if arch != "rrn":
+        kw.update(sv2=0.9, sa2=0.2)
+    spec = mf.Spec(arch, act, 12, branch_scale=0.0, **kw)
+    t = trajectory(spec)
+    for f in ("p", "gamma", "e", "s", "mu", "chi", "log_p"):
+        np.testing.assert_array_equal(getattr(t, f), np.full(13, getattr(t, f)[0]), err_msg=f)
+    assert t.log_R == 0.0 and np.all(t.chi_b[1:] == 0)
+    # the finite network too: x + 0 * branch is x, bit for bit
+    per = networks(spec, 16, 2, jax.random.key(0))
+    np.testing.assert_array_equal(per.p, np.repeat(per.p[:, :1], 13, axis=1))
+    np.testing.assert_array_equal(per.chi, 1.0)
+
+
+def test_branch_scale_is_the_frn_with_scaled_output_variances():
+    # x + kappa (V phi + a) has the forward map and chi of the frn with sv2, sa2 -> kappa^2 sv2, kappa^2 sa2;
+    # the gradients of V and a carry the factor kappa^2 that the rescaled frn's do not
+    kappa = 0.4
+    kw = dict(sw2=1.5, sb2=0.2, p0=1.1, gamma0=0.3)
+    for act in ("tanh", "relu"):
+        scaled = trajectory(mf.Spec("frn", act, 25, sv2=1.2, sa2=0.3, branch_scale=kappa, **kw))
+        plain = trajectory(mf.Spec("frn", act, 25, sv2=1.2 * kappa**2, sa2=0.3 * kappa**2, **kw))
+        for f in ("p", "q", "gamma", "lam", "e", "s", "chi", "chi_b", "chi_w", "log_R"):
+            np.testing.assert_allclose(getattr(scaled, f), getattr(plain, f), rtol=1e-13, err_msg=f)
+        for f in ("chi_a", "chi_v"):
+            np.testing.assert_allclose(getattr(scaled, f), kappa**2 * getattr(plain, f), rtol=1e-13, err_msg=f)
+
+
+@pytest.mark.parametrize("arch", NEW)
+def test_relu_preact_and_basic_closed_forms(arch):
+    # ReLU: V(q) = q / 2 and V'(q) = 1/2 exactly, so p^(l) = B^l (p0 + K/(B-1)) - K/(B-1) and chi's
+    # factor is B: preact B = 1 + sv2 sw2 / 4, K = sv2 sb2 / 2 + sa2; basic B = 1 + sv2 sw2^2 / 4,
+    # K = sv2 (sw2 sb2 / 2 + sb2) / 2 + sa2
+    sw2, sv2, sb2, sa2, p0, L = 1.3, 0.8, 0.4, 0.2, 1.5, 40
+    t = trajectory(mf.Spec(arch, "relu", L, sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2, p0=p0, gamma0=0.5))
+    if arch == "preact":
+        B, K = 1 + sv2 * sw2 / 4, sv2 * sb2 / 2 + sa2
+    else:
+        B, K = 1 + sv2 * sw2**2 / 4, sv2 * (sw2 * sb2 / 2 + sb2) / 2 + sa2
+    l = np.arange(L + 1)
+    np.testing.assert_allclose(t.p, B**l * (p0 + K / (B - 1)) - K / (B - 1), rtol=1e-12)
+    np.testing.assert_allclose(t.chi[:-1] / t.chi[1:], B, rtol=1e-13)
+    assert t.log_R == pytest.approx(L * math.log(B), rel=1e-13)
+
+
+def test_branch_scale_strings_and_validation():
+    assert float(mf.Spec("frn", "tanh", 16, branch_scale="1/sqrt(L)").branch_scale) == 0.25
+    assert float(mf.Spec("preact", "relu", 16, branch_scale="1 / L").branch_scale) == 1 / 16
+    with pytest.raises(ValueError, match=r"branch_scale must be a number >= 0 or one of 1/sqrt\(L\), 1/L"):
+        mf.Spec("frn", "tanh", 16, branch_scale="1/L^2")
+    with pytest.raises(ValueError, match="branch_scale must be >= 0"):
+        mf.Spec("frn", "tanh", 16, branch_scale=-0.1)
+    with pytest.raises(ValueError, match="branch_scale applies to arch frn, rrn, preact, basic only"):
+        mf.Spec("ff", "tanh", 16, branch_scale=0.5)
+
+
+def test_sweep_over_branch_scale_never_recompiles():
+    from meanfield.simulate import _networks
+    from meanfield.theory import _batched
+
+    trajectory(mf.Spec("basic", "tanh", 8, sw2=1.2, branch_scale=np.array([0.1, 0.5])))
+    networks(mf.Spec("basic", "tanh", 8, sw2=1.2, branch_scale=0.5), 8, 2, jax.random.key(0))
+    before = _batched._cache_size(), _networks._cache_size()
+    trajectory(mf.Spec("basic", "tanh", 8, sw2=1.2, branch_scale=np.array([0.3, 0.9])))
+    networks(mf.Spec("basic", "tanh", 8, sw2=1.2, branch_scale=0.7), 8, 2, jax.random.key(0))
+    assert (_batched._cache_size(), _networks._cache_size()) == before
+
+
+def test_model_applies_the_block_definition():
+    from meanfield.train.model import NetworkSettings, apply, init_params
+
+    act = mf.get_activation("tanh")
+    var = NetworkSettings(1.2, 0.8, 0.1, 0.1, 1.0)
+    p = init_params(jax.random.PRNGKey(3), var, arch="basic", width=16, depth=3)
+    assert set(p["blocks"]) == {"w", "b", "w2", "b2", "v", "a"}
+    x = jax.random.normal(jax.random.PRNGKey(4), (5, 784), jnp.float32)
+    got = apply(p, 1.0, x, arch="basic", act=act, branch_scale=0.5)
+    h = x @ p["embed_w"] + p["embed_b"]
+    for l in range(3):
+        k = {name: v[l] for name, v in p["blocks"].items()}
+        branch = jnp.tanh(jnp.tanh(h @ k["w"] + k["b"]) @ k["w2"] + k["b2"]) @ k["v"] + k["a"]
+        h = h + 0.5 * branch
+    np.testing.assert_allclose(got, h @ p["out_w"] + p["out_b"], rtol=2e-5, atol=2e-5)
+
+
+def test_cli_theory_and_simulate_reach_the_new_blocks(capsys):
+    flags = ["--act", "relu", "--sw2", "1.3", "--sv2", "0.8", "--sb2", "0.4", "--sa2", "0.2", "--format", "json"]
+    assert main(["theory", "--arch", "basic", "--depth", "5", "--branch-scale", "1/sqrt(L)"] + flags) == 0
+    out = json.loads(capsys.readouterr().out)
+    t = trajectory(mf.Spec("basic", "relu", 5, sw2=1.3, sv2=0.8, sb2=0.4, sa2=0.2, branch_scale=5**-0.5))
+    np.testing.assert_array_equal(out["p"], t.p)
+    assert main(["simulate", "--arch", "preact", "--depth", "3", "--width", "8", "--samples", "2",
+                 "--no-progress"] + flags) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["p"]) == 4 and len(out["chi_w_stderr"]) == 4
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--arch", "ff", "--branch-scale", "0.5"],
+     "--branch-scale applies to --arch frn, rrn, preact, basic only: the ff has no residual branch"),
+    (["--arch", "rrn", "--sv2", "2"], "--sv2 applies to --arch frn, preact, basic only: the rrn has no V"),
+    (["--arch", "frn", "--branch-scale", "1/L^2"], "branch_scale must be a number >= 0 or one of 1/sqrt(L), 1/L"),
+])
+def test_cli_refuses_what_the_block_does_not_have(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["theory", "--act", "tanh", "--sw2", "1", "--depth", "3"] + argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_relu_frn_with_inverse_sqrt_depth_branches_has_a_depth_independent_limit():
+    # kappa = L^-1/2: B = 1 + sv2 sw2 / (2 L), K = (sv2 sb2 / 2 + sa2) / L, so p^(L) = B^L (p0 + K/(B-1))
+    # - K/(B-1) -> e^c (p0 + k/c) - k/c and log R = L log B -> c, with c = sv2 sw2 / 2, k = sv2 sb2 / 2 + sa2;
+    # the approach is O(1/L) (log R - c = -c^2 / (2 L) + ...)
+    sw2, sv2, sb2, sa2, p0 = 1.4, 1.1, 0.3, 0.2, 1.0
+    c, k = sv2 * sw2 / 2, sv2 * sb2 / 2 + sa2
+    for L in (100, 10_000):
+        t = trajectory(mf.Spec("frn", "relu", L, sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2, p0=p0, branch_scale="1/sqrt(L)"))
+        log_b_l = L * math.log1p(c / L)  # L log B, with K / (B - 1) = k / c
+        assert t.p[-1] == pytest.approx(math.exp(log_b_l) * (p0 + k / c) - k / c, rel=1e-12)
+        assert t.log_R == pytest.approx(log_b_l, rel=1e-13)
+        assert abs(t.log_R - c) <= c * c / L and abs(t.p[-1] / (math.exp(c) * (p0 + k / c) - k / c) - 1) <= 2 / L
+
+
+def test_laws_are_not_predicted_for_blocks_or_scales_they_were_not_derived_for():
+    from meanfield import asymptotics as asy
+
+    laws = asy.predict("preact", "tanh", sw2=1.5, sv2=1.0)
+    assert laws.A is None and laws.p_exponent is None and "no asymptotic law" in laws.laws["note"]
+    with pytest.raises(ValueError, match="branch_scale = 1"):
+        asy.measured_laws(mf.Spec("frn", "tanh", 16, sw2=1.5, branch_scale=0.5))

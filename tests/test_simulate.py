@@ -11,7 +11,8 @@ Tolerance of theory vs simulation, per layer and field:
   Var(q_emp) ~ 2 q^2 / N), so after L layers the bias is O(L / N). We allow C = L (1/N per layer). For
   the mean-tracking ReLU RRN the measured bias is much larger (N * |sim - theory| / theory ~ 30 for chi
   at sw2 = sb2 = 0.1, L = 20, the same at N = 1024 and 4096, so it is a genuine O(1/N) term with a big
-  coefficient, see ``test_finite_width_bias_shrinks_like_one_over_n``); there C = 3 L.
+  coefficient, see ``test_finite_width_bias_shrinks_like_one_over_n``); there C = 3 L. A block with two
+  activations per layer (``preact``, ``basic``) makes two such Jensen terms a layer: C = 2 L.
 * 1e-5 scale: float32 rounding of the exactly constructed inputs at l = 0 (scale = |theory|, or sqrt(p)
   for mu, whose theory value is 0).
 """
@@ -41,6 +42,16 @@ CASES = [
      1024, 100, 20),
     ("relu_rrn_mean_tracking", mf.Spec("rrn", "relu", 20, sw2=0.1, sb2=0.1), 1024, 100, 60),
     ("tanh_ff", mf.Spec("ff", "tanh", 10, sw2=1.2, sb2=0.1, gamma0=0.3), 512, 100, 10),
+    ("tanh_preact", mf.Spec("preact", "tanh", 20, sw2=1.69, sv2=1.5, sb2=0.49, sa2=0.5), 1024, 100, 40),
+    ("relu_preact", mf.Spec("preact", "relu", 20, sw2=1.0, sv2=1.0, sb2=0.5, sa2=0.5), 1024, 100, 40),
+    ("tanh_basic", mf.Spec("basic", "tanh", 20, sw2=1.69, sv2=1.5, sb2=0.49, sa2=0.5), 1024, 100, 40),
+    ("relu_basic", mf.Spec("basic", "relu", 20, sw2=1.0, sv2=1.0, sb2=0.5, sa2=0.5), 1024, 100, 40),
+    ("tanh_frn_sqrt_depth", mf.Spec("frn", "tanh", 20, sw2=1.69, sv2=1.5, sb2=0.49, sa2=0.5,
+                                    branch_scale="1/sqrt(L)"), 1024, 100, 20),
+    ("relu_frn_sqrt_depth", mf.Spec("frn", "relu", 20, sw2=2.0, sv2=2.0, sb2=0.5, sa2=0.5,
+                                    branch_scale="1/sqrt(L)"), 1024, 100, 20),
+    ("relu_basic_inverse_depth", mf.Spec("basic", "relu", 20, sw2=2.0, sv2=2.0, sb2=0.5, sa2=0.5,
+                                         branch_scale="1/L"), 1024, 100, 40),
 ]
 
 
@@ -77,9 +88,11 @@ def test_simulation_matches_theory(name, spec, width, samples, c):
     # gradient bookkeeping: chi^(L) = 1 exactly (a +-1 vector), chi_a = chi, chi_w = chi_b * p^(l-1) per net
     per = _case(name)
     assert np.all(per.chi[:, -1] == 1.0) and se.chi[-1] == 0.0
-    np.testing.assert_allclose(per.chi_w[:, 1:], per.chi_b[:, 1:] * per.p[:, :-1], rtol=1e-12)
+    if spec.arch != "preact":  # W meets the stream x^(l-1) itself (preact: phi(x^(l-1)))
+        np.testing.assert_allclose(per.chi_w[:, 1:], per.chi_b[:, 1:] * per.p[:, :-1], rtol=1e-12)
     if spec.arch == "frn":
-        np.testing.assert_allclose(per.chi_a[:, 1:], per.chi[:, 1:], rtol=1e-12)
+        kappa2 = float(spec.branch_scale) ** 2  # dE/da = kappa g
+        np.testing.assert_allclose(per.chi_a[:, 1:], kappa2 * per.chi[:, 1:], rtol=1e-6 if kappa2 != 1 else 1e-12)
 
 
 TINY = mf.Spec("frn", "tanh", 4, sw2=1.69, sv2=1.5, sb2=0.49, sa2=0.5)
@@ -151,6 +164,15 @@ def test_samplers_agree_in_distribution_at_n256():
     dense = networks(spec, 256, 200, jax.random.key(1), "dense")
     fast = networks(spec, 256, 200, jax.random.key(2), "fast")
     _two_sample(dense, fast, ("p", "gamma", "e", "chi", "chi_w", "chi_v"))
+
+
+def test_samplers_agree_in_distribution_for_a_scaled_two_layer_branch():
+    """The basic block with branch scale 0.7 at N = 8: 1500 networks per sampler, |z| <= 4 and KS p >= 1e-4
+    per layer and field (three dense primitives per layer, each conditioned on its own forward columns)."""
+    spec = mf.Spec("basic", "tanh", 3, sw2=1.69, sv2=1.5, sb2=0.49, sa2=0.5, branch_scale=0.7)
+    dense = networks(spec, 8, 1500, jax.random.key(1), "dense")
+    fast = networks(spec, 8, 1500, jax.random.key(2), "fast")
+    _two_sample(dense, fast, ("p", "gamma", "e", "chi", "chi_b", "chi_w", "chi_v"), ks_min=1e-4)
 
 
 def test_samplers_agree_in_distribution_at_tiny_width():
@@ -284,7 +306,7 @@ def test_cli_prints_theory_keys_with_stderr_twins(capsys):
                                          (["--width", "8", "--samples", "3", "--sw2", "-1,1"],
                                           "argument --sw2: invalid float value: '-1,1'"),
                                          (["--width", "8", "--samples", "3", "--sa2", "1", "--arch", "rrn"],
-                                          "--sa2 applies to --arch frn only"),
+                                          "--sa2 applies to --arch frn, preact, basic only"),
                                          (["--width", "100000", "--samples", "4", "--sampler", "dense"],
                                           "--width, --depth and --samples too large: the run needs an "
                                           "estimated 40 GB, more than the limit of 10 GB (--max-memory)"),

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 
+from ..blocks import BLOCKS
 from ..spec import ACTIVATIONS, ALPHA_ACTIVATIONS, ARCHS, NEUTRAL, Spec, unused_variances
 from ..trajectory import FIELDS, Trajectory, json_name
 
@@ -24,19 +25,26 @@ def die(message: str) -> None:
 
 
 def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("table", "json", "csv"),
-                  depth_help: str | None = "number of layers L >= 1") -> None:
+                  depth_help: str | None = "number of layers L >= 1", modifiers: bool = False) -> None:
     """The network flags of ``meanfield theory`` (and of every subcommand that takes one network).
 
-    ``depth_help=None`` leaves --depth out, for a subcommand that defines its own. Flags that only some
-    networks have default to None, so that :func:`spec_from_args` can refuse them where they do not apply.
+    ``depth_help=None`` leaves --depth out, for a subcommand that defines its own; ``modifiers=True`` adds
+    --branch-scale. Flags that only some networks have default to None, so that :func:`spec_from_args`
+    can refuse them where they do not apply.
     """
-    parser.add_argument("--arch", required=True, choices=archs, help="network architecture")
+    blocks = "; ".join(f"{name}: {block.doc.split(': ', 1)[-1]}" for name, block in BLOCKS.items() if name in archs)
+    parser.add_argument("--arch", required=True, choices=archs, help=f"network architecture ({blocks})")
     parser.add_argument("--act", required=True, choices=ACTIVATIONS, help="activation")
     parser.add_argument("--alpha", type=float, help="alpha-ReLU exponent in (1/2, 1] (alpha_relu only; default 1)")
+    with_v = ", ".join(a for a in archs if "sv2" not in unused_variances(a))
     parser.add_argument("--sw2", type=float, required=True, help="sigma_w^2, >= 0")
-    parser.add_argument("--sv2", type=float, help="sigma_v^2, >= 0 (frn only; default 1)")
+    parser.add_argument("--sv2", type=float, help=f"sigma_v^2, >= 0 ({with_v} only; default 1)")
     parser.add_argument("--sb2", type=float, help="sigma_b^2, >= 0 (default 0)")
-    parser.add_argument("--sa2", type=float, help="sigma_a^2, >= 0 (frn only; default 0)")
+    parser.add_argument("--sa2", type=float, help=f"sigma_a^2, >= 0 ({with_v} only; default 0)")
+    if modifiers:
+        parser.add_argument("--branch-scale", metavar="KAPPA",
+                            help="residual branch multiplier kappa >= 0: x <- x + kappa branch(x), a number or "
+                                 "1/sqrt(L) or 1/L (residual archs only; default 1)")
     if depth_help is not None:
         parser.add_argument("--depth", type=int, required=True, help=depth_help)
     parser.add_argument("--p0", type=float, help="input squared length |x0|^2/N > 0 (default 1)")
@@ -46,7 +54,7 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
 
 
 #: The parameter a variance flag belongs to, for messages.
-_PARAM_OF = {"sw2": "W", "sv2": "V", "sb2": "b", "sa2": "a"}
+_PARAM_OF = {"sw2": "W", "sv2": "V", "sb2": "b", "sa2": "a", "branch_scale": "residual branch"}
 
 
 def check_applicable(args: argparse.Namespace) -> None:
@@ -54,19 +62,19 @@ def check_applicable(args: argparse.Namespace) -> None:
     does not use, such as --sv2/--sa2 off frn)."""
     if args.alpha is not None and args.act not in ALPHA_ACTIVATIONS:
         die(f"--alpha applies to --act alpha_relu only, not {args.act}")
-    unused = unused_variances(args.arch)
-    given = [f"--{k}" for k in unused if getattr(args, k, None) is not None]
+    given = [k for k in unused_variances(args.arch) if getattr(args, k, None) is not None]
     if given:
-        users = ", ".join(a for a in ARCHS if not set(unused_variances(a)) & {g[2:] for g in given})
-        die(f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --arch {users} only: "
-            f"the {args.arch} has no {' and no '.join(_PARAM_OF[g[2:]] for g in given)}")
+        users = ", ".join(a for a in ARCHS if not set(unused_variances(a)) & set(given))
+        flags = " and ".join("--" + k.replace("_", "-") for k in given)
+        die(f"{flags} {'applies' if len(given) == 1 else 'apply'} to --arch {users} only: "
+            f"the {args.arch} has no {' and no '.join(_PARAM_OF[k] for k in given)}")
 
 
 def spec_from_args(args: argparse.Namespace, depth: int | None = None) -> Spec:
     """Build and validate the Spec (``depth`` overrides ``args.depth``); bad input exits with code 2 and
     one line naming the field. Nothing here imports jax before the input is known to be valid."""
     check_applicable(args)
-    values = {k: DEFAULTS[k] if getattr(args, k) is None else getattr(args, k) for k in DEFAULTS}
+    values = {k: DEFAULTS[k] if getattr(args, k, None) is None else getattr(args, k) for k in DEFAULTS}
     try:
         return Spec(arch=args.arch, act=args.act, depth=args.depth if depth is None else depth, sw2=args.sw2,
                     **values)
@@ -135,10 +143,7 @@ def trajectory_payload(traj: Trajectory, suffix: str = "") -> dict:
 
 
 def emit(payload: dict, fmt: str, out=None) -> None:
-    """Print a payload of per-layer lists (and scalars) as json, csv or an aligned table (on process 0
-    only, under ``meanfield --distributed``)."""
-    if "jax" in sys.modules and sys.modules["jax"].process_index() != 0:
-        return
+    """Print a payload of per-layer lists (and scalars) as json, csv or an aligned table."""
     out = out or sys.stdout
     if fmt == "json":
         json.dump(payload, out)

@@ -38,7 +38,8 @@ class NetworkSettings(NamedTuple):
     ``sw2, sv2, sb2, sa2``: initialization variances; ``alpha``: the alpha-ReLU exponent (1 otherwise);
     ``lr``: the learning rate (None: the :class:`~meanfield.train.trainer.TrainConfig`'s); ``out_scale``:
     the factor applied to x^(L) before the readout (1: a plain linear readout; 1/sqrt(p^(L)) of the
-    mean-field theory: the ``meanfield`` readout of the sweeps, logits of order 1 at any depth).
+    mean-field theory: the ``meanfield`` readout of the sweeps, logits of order 1 at any depth);
+    ``branch_scale``: kappa of a residual block, x <- x + kappa branch(x) (1: the plain block).
     """
 
     sw2: object
@@ -48,6 +49,11 @@ class NetworkSettings(NamedTuple):
     alpha: object = 1.0
     lr: object = None
     out_scale: object = 1.0
+    branch_scale: object = 1.0
+
+
+class _Scales(NamedTuple):
+    branch_scale: object
 
 
 def init_params(key, var: NetworkSettings, *, arch: str, width: int, depth: int, dtype=jnp.float32) -> dict:
@@ -68,23 +74,25 @@ def init_params(key, var: NetworkSettings, *, arch: str, width: int, depth: int,
     }
 
 
-def residual_stream(params: dict, alpha, x, *, arch: str, act: Activation):
-    """x^(L) (batch, N): the embedding of x (batch, 784) through the L blocks."""
+def residual_stream(params: dict, alpha, x, *, arch: str, act: Activation, branch_scale=None):
+    """x^(L) (batch, N): the embedding of x (batch, 784) through the L blocks (``branch_scale``: kappa of
+    the residual branches; None: 1)."""
     alpha = jnp.asarray(alpha, x.dtype)
     block = get_block(arch)
+    scales = None if branch_scale is None else _Scales(jnp.asarray(branch_scale, x.dtype))
 
     def step(h_in, p):
-        return apply_block(block, act, p, alpha, h_in), None
+        return apply_block(block, act, p, alpha, h_in, scales), None
 
     x0 = x @ params["embed_w"] + params["embed_b"]
     xl, _ = jax.lax.scan(step, x0, params["blocks"])
     return xl
 
 
-def apply(params: dict, alpha, x, *, arch: str, act: Activation, out_scale=1.0):
+def apply(params: dict, alpha, x, *, arch: str, act: Activation, out_scale=1.0, branch_scale=None):
     """Logits (batch, 10) of one network for inputs x (batch, 784); ``out_scale`` multiplies x^(L)
-    before the readout (see :class:`NetworkSettings`)."""
-    xl = residual_stream(params, alpha, x, arch=arch, act=act)
+    before the readout, ``branch_scale`` the residual branches (see :class:`NetworkSettings`)."""
+    xl = residual_stream(params, alpha, x, arch=arch, act=act, branch_scale=branch_scale)
     return (xl * jnp.asarray(out_scale, xl.dtype)) @ params["out_w"] + params["out_b"]
 
 
