@@ -28,12 +28,12 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ._plan import DEFAULT_CHUNK, check_chunk_size, trajectory_bytes  # noqa: F401
 from ._x64 import float64
 from .activations import Activation
 from .blocks import GRADIENT_FIELDS, Block, get_block, theory_step
+from .parallel import map_points
 from .spec import Hyper, Spec
 from .trajectory import Trajectory
 
@@ -99,66 +99,50 @@ def _core(arch: str, act: Activation, depth: int, h: Hyper):
 
 @functools.partial(jax.jit, static_argnames=("arch", "act", "depth"))
 def _batched(h: Hyper, *, arch: str, act: Activation, depth: int) -> tuple[Trajectory, jax.Array]:
-    core = functools.partial(_core, arch, act, depth)
-    devices = jax.devices()
-    if len(devices) == 1:
-        return core(h)
-    # each device runs the whole depth scan on its slice of the grid: no communication at all
-    mesh = Mesh(np.array(devices), ("grid",))
-    return jax.shard_map(core, mesh=mesh, in_specs=PartitionSpec("grid"), out_specs=PartitionSpec("grid"))(h)
+    """:func:`_core` compiled for one block of grid points (the per-point function of
+    :func:`meanfield.parallel.map_points`: each device runs the whole depth scan on its block)."""
+    return _core(arch, act, depth, h)
 
 
-def _run_chunk(h: Hyper, spec: Spec) -> Trajectory:
-    """One chunk. A tabulated activation (tanh, custom) runs on its table without a per-layer range
-    check (a conditional in the scan costs more than the lookup), and again with the check if the q of
-    some activation's input left the table's range."""
-    act = spec.act
-    if act.unchecked is not None:
-        out, q_range = _batched(h, arch=spec.arch, act=act.unchecked, depth=spec.depth)
-        if act.table.covers(np.asarray(q_range)):
-            return out
-    return _batched(h, arch=spec.arch, act=act, depth=spec.depth)[0]
-
-
-def trajectory(spec: Spec, *, chunk_size: int | None = None, progress: bool = False) -> Trajectory:
+def trajectory(spec: Spec, *, chunk_size: int | None = None, progress: bool = False, mesh=None) -> Trajectory:
     """Mean-field trajectory of ``spec``, layers l = 0..L on the last axis (float64 numpy arrays).
 
     A spec with array-valued hyperparameters is a grid: the result has the grid's broadcast shape in
     front. The grid is evaluated in chunks of ``chunk_size`` points (default 4096) by one compiled
-    program (a new hyperparameter value never recompiles), sharded over all visible devices.
-    ``progress=True`` shows a progress bar over the chunks on stderr. :func:`estimate_bytes` gives the
+    program (a new hyperparameter value never recompiles), sharded over every device of every process
+    (or over ``mesh``: a list of devices or a one-axis :class:`~jax.sharding.Mesh`; see
+    :mod:`meanfield.parallel`). ``progress=True`` shows a progress bar over the chunks on stderr. :func:`estimate_bytes` gives the
     peak memory beforehand.
     """
     if not isinstance(spec, Spec):
         raise ValueError(f"spec must be a meanfield.Spec, got {type(spec).__name__}")
     chunk = check_chunk_size(chunk_size)
     with float64():
-        return _trajectory(spec, chunk, progress)
+        return _trajectory(spec, chunk, progress, mesh)
 
 
-def _trajectory(spec: Spec, chunk: int, progress: bool) -> Trajectory:
+def _trajectory(spec: Spec, chunk: int, progress: bool, mesh) -> Trajectory:
+    """The grid, flattened, through :func:`meanfield.parallel.map_points`. A tabulated activation (tanh,
+    custom) runs on its table without a per-layer range check (a conditional in the scan costs more
+    than the lookup); the points where the q of some activation's input left the table's range run
+    again with the check."""
     shape = spec.shape
-    h = spec.hyper()
     n = math.prod(shape)
-    flat = [np.reshape(x, (n,)) for x in h]
-    devices = jax.devices()
-    n_dev = len(devices)
-    chunk = min(chunk, n)
-    chunk = -(-chunk // n_dev) * n_dev  # a multiple of the device count
-    sharding = NamedSharding(Mesh(np.array(devices), ("grid",)), PartitionSpec("grid")) if n_dev > 1 else None
-    pieces = []
-    starts = range(0, n, chunk)
-    if progress:
-        from tqdm.auto import tqdm
+    flat = Hyper(*(np.reshape(x, (n,)) for x in spec.hyper()))
+    act = spec.act
 
-        starts = tqdm(starts, desc="theory", unit="chunk", total=len(starts), disable=len(starts) < 2)
-    for start in starts:
-        part = [x[start:start + chunk] for x in flat]
-        pad = chunk - part[0].shape[0]
-        if pad:  # repeat the last point: padded lanes are valid networks, cut off below
-            part = [np.concatenate([x, np.repeat(x[-1:], pad)]) for x in part]
-        args = Hyper(*(jnp.asarray(x) if sharding is None else jax.device_put(x, sharding) for x in part))
-        out = _run_chunk(args, spec)
-        pieces.append(jax.tree.map(lambda a: np.asarray(a)[: chunk - pad], out))
-    stacked = [np.concatenate([getattr(pc, f) for pc in pieces]) for f in Trajectory._fields]
-    return Trajectory(*(np.reshape(a, shape + a.shape[1:]) for a in stacked))
+    def run(points, a):
+        return map_points(_batched, points, static={"arch": spec.arch, "act": a, "depth": spec.depth},
+                          chunk=chunk, mesh=mesh, progress="theory" if progress else None)
+
+    if act.unchecked is None:
+        out, _ = run(flat, act)
+    else:
+        out, q_range = run(flat, act.unchecked)
+        redo = np.flatnonzero(~act.table.covers_rows(q_range))
+        if len(redo):
+            fixed, _ = run(Hyper(*(x[redo] for x in flat)), act)
+            out = Trajectory(*(np.array(field) for field in out))
+            for field, part in zip(out, fixed):
+                field[redo] = part
+    return Trajectory(*(np.reshape(a, shape + a.shape[1:]) for a in out))

@@ -143,7 +143,10 @@ def trajectory_payload(traj: Trajectory, suffix: str = "") -> dict:
 
 
 def emit(payload: dict, fmt: str, out=None) -> None:
-    """Print a payload of per-layer lists (and scalars) as json, csv or an aligned table."""
+    """Print a payload of per-layer lists (and scalars) as json, csv or an aligned table (on process 0
+    only, under ``meanfield --distributed``)."""
+    if "jax" in sys.modules and sys.modules["jax"].process_index() != 0:
+        return
     out = out or sys.stdout
     if fmt == "json":
         json.dump(payload, out)
