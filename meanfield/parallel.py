@@ -69,6 +69,8 @@ def pad_rows(a: np.ndarray, n: int) -> np.ndarray:
 def shard_rows(tree, mesh: Mesh):
     """Host arrays (same leading length, a multiple of the mesh size) -> global arrays sharded along
     the leading axis over ``mesh``."""
+    if _size(mesh) == 1:  # a plain single-device array: XLA compiles a sharded program slower on CPU
+        return _on_device(tree, mesh)
     sharding = NamedSharding(mesh, PartitionSpec(_axis(mesh)))
 
     def put(a):
@@ -80,6 +82,8 @@ def shard_rows(tree, mesh: Mesh):
 
 def replicate(tree, mesh: Mesh):
     """Host arrays -> global arrays replicated on every device of ``mesh``."""
+    if _size(mesh) == 1:
+        return _on_device(tree, mesh)
     sharding = NamedSharding(mesh, PartitionSpec())
 
     def put(a):
@@ -87,6 +91,11 @@ def replicate(tree, mesh: Mesh):
         return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
 
     return jax.tree.map(put, tree)
+
+
+def _on_device(tree, mesh: Mesh):
+    device = mesh.devices.flat[0]
+    return jax.tree.map(lambda a: jax.device_put(np.asarray(a), device), tree)
 
 
 def to_host(tree):
