@@ -566,6 +566,8 @@ def test_schemes_table_compares_theory_pick_with_presets(tmp_path, capsys):
     lo, hi = rows[10]["theory_minus_xavier"]["ci95"]
     assert 0.08 < lo < 0.1 < hi < 0.12
     assert table["n_theory_beats"]["xavier"] == {"above_0": 1, "below_0": 1, "neither": 0}
+    assert [rows[10]["grid_best_sw2"], rows[200]["grid_best_sw2"]] == [1.5, 0.5]
+    assert table["n_grid_best_beats"]["xavier"] == {"above_0": 1, "below_0": 0, "neither": 1}  # 0.85 vs 0.85
     summary = analysis.write_summary(d, bootstrap=50)
     assert any("initialization schemes" in line for line in analysis.summary_lines(summary))
     assert "schemes.png" in [os.path.basename(p) for p in heatmap.write_figures(d, summary)]

@@ -477,10 +477,12 @@ def _scheme_lines(table: dict, fmt) -> list[str]:
     lines = [f"  initialization schemes per depth (best protocol; theory: {table['rule']}):"]
     for r in table["rows"]:
         sw2 = "none" if r["theory_sw2"] is None else f"{r['theory_sw2']:.3g}"
-        parts = [f"theory (sw2 {sw2}) {cell(r['theory'])}", f"grid best {cell(r['grid_best'])}"]
+        best = "none" if r["grid_best_sw2"] is None else f"{r['grid_best_sw2']:.3g}"
+        parts = [f"theory (sw2 {sw2}) {cell(r['theory'])}", f"grid best (sw2 {best}) {cell(r['grid_best'])}"]
         parts += [f"{k} {cell(r[k])}" for k in table["presets"]]
         lines.append(f"    L = {r['depth']}: " + "; ".join(parts))
-    for k, c in table["n_theory_beats"].items():
-        lines.append(f"    theory - {k}: interval above 0 at {c['above_0']} depths, below 0 at {c['below_0']}, "
-                     f"neither or undefined at {c['neither']}")
+    for who in ("theory", "grid_best"):
+        for k, c in table[f"n_{who}_beats"].items():
+            lines.append(f"    {who.replace('_', ' ')} - {k}: interval above 0 at {c['above_0']} depths, below 0 at "
+                         f"{c['below_0']}, neither or undefined at {c['neither']}")
     return lines

@@ -11,7 +11,9 @@ a 95% bootstrap interval over seeds:
 * ``grid_best``: the grid cell with the best mean validation accuracy at that depth, scored on test:
   the depth-aware optimum of the grid, the yardstick for the theory's pick;
 * ``he``, ``xavier``: the presets;
-* the differences theory - he, theory - xavier and grid_best - theory (undefined where a side diverged).
+* the differences theory - he, theory - xavier, grid_best - he, grid_best - xavier and
+  grid_best - theory (undefined where a side diverged), and the sw2 of the grid's best cell per depth
+  (the depth dependence of the optimum).
 
 The theory's rules, fixed before the preset sweeps were run:
 
@@ -77,13 +79,16 @@ def _check_same(config: dict, other: dict, name: str) -> None:
 def _per_depth(runs: Runs, presets: dict, picks: dict, depths, idx_main, idx_presets) -> dict:
     """Accuracies per depth (arrays over ``depths``) for one draw of seeds."""
     main = runs.outcome("best", idx_main)
-    out = {"theory": np.full(len(depths), np.nan), "grid_best": np.full(len(depths), np.nan)}
+    out = {"theory": np.full(len(depths), np.nan), "grid_best": np.full(len(depths), np.nan),
+           "grid_best_sw2": np.full(len(depths), np.nan)}
     for i, L in enumerate(depths):
         if L in picks:
             out["theory"][i] = main["acc"][picks[L]]
         at = np.flatnonzero((runs.axes["depth"] == L) & np.isfinite(main["val_acc"]))
         if len(at):
-            out["grid_best"][i] = main["acc"][at[np.argmax(main["val_acc"][at])]]
+            best = at[np.argmax(main["val_acc"][at])]
+            out["grid_best"][i] = main["acc"][best]
+            out["grid_best_sw2"][i] = runs.axes["sw2"][best]
     for name, pr in presets.items():
         res = pr.outcome("best", None if idx_presets is None else idx_presets[name])
         acc = np.full(len(depths), np.nan)
@@ -117,11 +122,13 @@ def compare(out_dir: str, config: dict, runs: Runs, pred: dict, *, bootstrap: in
         idx_main = rng.integers(0, n_seeds, (runs.n_cells, n_seeds))
         idx_presets = {k: rng.integers(0, len(pr.seeds), (pr.n_cells, len(pr.seeds))) for k, pr in presets.items()}
         boot.append(_per_depth(runs, presets, picks, depths, idx_main, idx_presets))
-    pairs = [("theory", name) for name in presets] + [("grid_best", "theory")]
+    pairs = [(a, name) for a in ("theory", "grid_best") for name in presets] + [("grid_best", "theory")]
     rows = []
     for i, L in enumerate(depths):
-        row = {"depth": L, "theory_sw2": float(runs.axes["sw2"][picks[L]]) if L in picks else None}
-        for name in point:
+        g = point["grid_best_sw2"][i]
+        row = {"depth": L, "theory_sw2": float(runs.axes["sw2"][picks[L]]) if L in picks else None,
+               "grid_best_sw2": None if np.isnan(g) else float(g)}
+        for name in ("theory", "grid_best", *presets):
             v = point[name][i]
             row[name] = {"value": None if np.isnan(v) else float(v),
                          "ci95": _interval([b[name][i] for b in boot]) if np.isfinite(v) else None}
@@ -134,7 +141,8 @@ def compare(out_dir: str, config: dict, runs: Runs, pred: dict, *, bootstrap: in
     rule = {"tanh": f"grid sw2 nearest in log to {TANH_SW2_L:g} / L",
             "relu": "largest grid sw2 with log p^(L) below float32 overflow"}[act]
     return {"rule": rule, "presets": sorted(presets), "rows": rows,
-            "n_theory_beats": {name: _count(rows, f"theory_minus_{name}") for name in presets}}
+            "n_theory_beats": {name: _count(rows, f"theory_minus_{name}") for name in presets},
+            "n_grid_best_beats": {name: _count(rows, f"grid_best_minus_{name}") for name in presets}}
 
 
 def _count(rows: list, key: str) -> dict:
