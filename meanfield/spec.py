@@ -55,8 +55,9 @@ class Hyper(NamedTuple):
     branch_scale: object = 1.0
 
 
-def _branch_scale(value, depth: int):
-    """``value`` with the strings of :data:`DEPTH_SCALES` (spaces ignored) replaced by their number at ``depth``."""
+def branch_scale_at(value, depth: int):
+    """``value`` with the strings of :data:`DEPTH_SCALES` (spaces ignored) replaced by their number at ``depth``
+    (a numeric string becomes its float)."""
     if isinstance(value, str):
         text = value.replace(" ", "")
         if text in DEPTH_SCALES:
@@ -140,7 +141,7 @@ class Spec:
         if isinstance(self.depth, bool) or not isinstance(self.depth, (int, np.integer)) or self.depth < 1:
             raise ValueError(f"depth must be an integer >= 1, got {self.depth!r}")
         object.__setattr__(self, "depth", int(self.depth))
-        object.__setattr__(self, "branch_scale", _branch_scale(self.branch_scale, self.depth))
+        object.__setattr__(self, "branch_scale", branch_scale_at(self.branch_scale, self.depth))
         for name in ("sw2", "sv2", "sb2", "sa2", "branch_scale"):
             object.__setattr__(self, name, _check_array(name, getattr(self, name), low=0.0))
         if has_alpha:

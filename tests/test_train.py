@@ -379,6 +379,11 @@ BASE = ["train", "--arch", "frn", "--act", "tanh", "--sw2", "1", "--depth", "2",
     (["--init", "he"], "--init he sets"),
     (["--alpha", "0.7"], "alpha_relu only"),
     (["--zip", "sv2,sa2", "--sv2", "1,2", "--sa2", "0"], "equal lengths"),
+    (["--branch-scale", "1/sqrtL"], "branch_scale must be a number >= 0 or one of 1/sqrt(L), 1/L"),
+    (["--branch-scale=-0.5"], "branch_scale must be >= 0"),
+    (["--branch-scale", "inf"], "branch_scale must be >= 0"),
+    (["--arch", "ff", "--branch-scale", "1/L"], "--branch-scale applies to --arch frn, rrn, preact, basic only"),
+    (["--arch", "rrn", "--sa2", "0.1"], "--sa2 applies to --arch frn, preact, basic only"),
 ])
 def test_cli_bad_grid_exits_2_before_compiling(flags, message, tmp_path, capsys, no_training):
     argv = BASE + ["--out", str(tmp_path / "o")] + flags
@@ -422,6 +427,134 @@ def test_cli_end_to_end_on_user_npz(tmp_path, tiny_data, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv[:-4] + ["--epochs", "3", "--out", str(out), "--no-plots", "--resume"])
     assert exc.value.code == 2 and "cannot resume" in capsys.readouterr().err
+
+
+def _npz(tmp_path, tiny_data):
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, **tiny_data._asdict())
+    return str(npz)
+
+
+def _recording_train_grid(monkeypatch, fake=False):
+    """Record (depth, branch scales, readout factors) of every trained group; ``fake``: skip training
+    (results 0.5)."""
+    calls = []
+    real = trainer.train_grid
+
+    def record(var, seeds, data, **kw):
+        calls.append((kw["depth"], *(np.broadcast_to(np.asarray(v, np.float64), np.shape(seeds))
+                                     for v in (var.branch_scale, var.out_scale))))
+        if not fake:
+            return real(var, seeds, data, **kw)
+        half = np.full(len(seeds), 0.5)
+        return trainer.GridResult(half, half, half, half, np.zeros(len(seeds), np.int64), half)
+
+    monkeypatch.setattr(trainer, "train_grid", record)
+    return calls
+
+
+def test_cli_trains_preact_at_a_depth_scaled_branch(tmp_path, tiny_data, monkeypatch):
+    """A registered block beyond frn / rrn trains through the command line, with kappa = L^-1/2 resolved
+    at the group's depth and handed to the trainer."""
+    calls = _recording_train_grid(monkeypatch)
+    out = tmp_path / "run"
+    argv = ["train", "--arch", "preact", "--act", "relu", "--sw2", "0.5", "--sv2", "0.5", "--depth", "3",
+            "--width", "8", "--epochs", "1", "--batch", "16", "--val-subset", "16", "--lr", "0.01",
+            "--branch-scale", "1/sqrt(L)", "--data", _npz(tmp_path, tiny_data),
+            "--out", str(out), "--no-plots", "--no-progress"]
+    assert main(argv) == 0
+    rows = _rows(out / "results.csv")
+    assert len(rows) == 1 and rows[0]["arch"] == "preact" and tuple(rows[0]) == COLUMNS
+    assert 0 <= float(rows[0]["test_acc"]) <= 1 and rows[0]["diverged"] == "0"
+    assert [(d, k.tolist()) for d, k, _ in calls] == [(3, [3 ** -0.5])]
+    config = json.load(open(out / "config.json"))
+    assert config["sweep"]["branch_scale"] == config["effective"]["branch_scale"] == "1/sqrt(L)"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["basic", "ff"])
+def test_cli_trains_every_block(arch, tmp_path, tiny_data):
+    out = tmp_path / arch
+    argv = ["train", "--arch", arch, "--act", "tanh", "--sw2", "0.5", "--depth", "2", "--width", "8",
+            "--epochs", "1", "--batch", "16", "--val-subset", "16", "--lr", "0.01", "--data",
+            _npz(tmp_path, tiny_data), "--out", str(out), "--no-plots", "--no-progress"]
+    assert main(argv) == 0
+    rows = _rows(out / "results.csv")
+    assert len(rows) == 1 and rows[0]["arch"] == arch and 0 <= float(rows[0]["test_acc"]) <= 1
+
+
+def test_sweep_resolves_the_branch_scale_per_depth(tmp_path, tiny_data, monkeypatch):
+    """Each depth group gets its own kappa (1/L here), and the mean-field readout the theory's p^(L) at
+    that kappa; a numeric scale is the same at every depth."""
+    from meanfield.train.predictors import readout_scale
+
+    calls = _recording_train_grid(monkeypatch, fake=True)
+    cfg = _tiny_sweep(arch="rrn", act="relu", depth=(2, 5), sv2=(1.0,), sa2=(0.0,), branch_scale="1/L",
+                      readout="meanfield")
+    run_sweep(cfg, str(tmp_path / "a"), data=tiny_data, progress=False)
+    assert [(d, k.tolist()) for d, k, _ in calls] == [(2, [0.5, 0.5]), (5, [0.2, 0.2])]
+    points = {"alpha": np.ones(2), "sw2": np.array(cfg.sw2), "sv2": np.ones(2), "sb2": np.full(2, 0.1),
+              "sa2": np.zeros(2)}
+    want = readout_scale("rrn", "relu", points, [5, 5], *tiny_data.input_stats(), 0.2)
+    np.testing.assert_allclose(calls[1][2], want, rtol=1e-6)
+    plain = readout_scale("rrn", "relu", points, [5, 5], *tiny_data.input_stats())
+    assert np.all(np.abs(calls[1][2] / plain - 1) > 0.1)  # kappa = 1 would be far off
+    calls.clear()
+    run_sweep(_tiny_sweep(arch="basic", depth=(2, 5), branch_scale=" 0.25 "), str(tmp_path / "b"),
+              data=tiny_data, progress=False)
+    assert [(d, k.tolist()) for d, k, _ in calls] == [(2, [0.25, 0.25]), (5, [0.25, 0.25])]
+
+
+def test_branch_scale_zero_trains_the_depth_independent_model(tiny_data):
+    """At kappa = 0 every block is the identity and receives no gradient, so the trained network is the
+    embedding and readout alone: the same numbers at any depth (same seed). At kappa = 1 depth matters.
+    (Same compiled programs as the end-to-end CLI test: rrn, tanh, depths 2 and 3, 48 training examples.)"""
+    tanh = meanfield.get_activation("tanh")
+    data = subset(tiny_data, None, None, 16)
+    var = NetworkSettings(1.5, 1.0, 0.1, 0.0, 1.0, LR, branch_scale=np.array([0.0, 1.0]))
+    two, three = (train_grid(var, [3, 3], data, arch="rrn", act=tanh, depth=depth, cfg=TINY) for depth in (2, 3))
+    for field in ("train_loss", "test_loss", "val_acc"):
+        assert getattr(two, field)[0] == getattr(three, field)[0], field
+    assert abs(two.train_loss[1] - three.train_loss[1]) > 1e-4
+    assert abs(two.train_loss[1] - two.train_loss[0]) > 1e-4
+
+
+def test_model_at_branch_scale_zero_is_the_input_only_model():
+    """x^(L) = embedding(x) for every residual block at kappa = 0, whatever the block parameters."""
+    x = jax.random.normal(jax.random.PRNGKey(2), (5, 784), jnp.float32)
+    act = meanfield.get_activation("relu")
+    for arch in ("frn", "rrn", "preact", "basic"):  # the shapes of test_scan_matches_layer_by_layer's network
+        p = init_params(jax.random.PRNGKey(1), NetworkSettings(2.0, 2.0, 0.5, 0.5), arch=arch, width=16, depth=4)
+        embedded = x @ p["embed_w"] + p["embed_b"]
+        np.testing.assert_array_equal(residual_stream(p, 1.0, x, arch=arch, act=act, branch_scale=0.0), embedded)
+        assert np.max(np.abs(residual_stream(p, 1.0, x, arch=arch, act=act) - embedded)) > 0.1, arch
+
+
+def test_resume_accepts_a_config_written_before_the_branch_scale(tmp_path):
+    """A sweep directory whose config.json predates the branch_scale field resumes at kappa = 1 only."""
+    out = tmp_path / "old"
+    out.mkdir()
+    cfg = _tiny_sweep()
+    old = {k: v for k, v in cfg.to_json().items() if k != "branch_scale"}
+    (out / "config.json").write_text(json.dumps({"sweep": old}))
+    (out / "results.csv").write_text(",".join(COLUMNS) + "\n")
+    assert sweep.prepare(cfg, str(out), resume=True) == set()
+    with pytest.raises(SweepError, match="cannot resume.*branch_scale"):
+        sweep.prepare(_tiny_sweep(branch_scale=0.5), str(out), resume=True)
+
+
+def test_depth_scaled_predictors_read_each_depth_at_its_own_kappa():
+    from meanfield.train.predictors import theory_at
+
+    points = {"alpha": np.ones(2), "sw2": np.array([0.5, 2.0]), "sv2": np.ones(2), "sb2": np.full(2, 0.1),
+              "sa2": np.full(2, 0.1)}
+    got = theory_at("frn", "relu", points, 6, 1.0, 0.5, "1/sqrt(L)")
+    for L in (1, 4, 6):
+        want = theory_at("frn", "relu", points, 6, 1.0, 0.5, L ** -0.5)
+        for k in ("log_R", "log_s", "log_p"):
+            np.testing.assert_allclose(got[k][:, L], want[k][:, L], rtol=1e-13)
+            np.testing.assert_allclose(got[k][:, 0], want[k][:, 0], rtol=1e-13)
+    assert np.all(np.abs(got["log_p"][:, 6] - theory_at("frn", "relu", points, 6, 1.0, 0.5)["log_p"][:, 6]) > 0.1)
 
 
 # -------------------------------------------------------------------------------------- analysis

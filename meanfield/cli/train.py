@@ -2,6 +2,8 @@
 
     meanfield train --arch frn --act tanh --sw2 0.1:2:8 --sv2 1.5 --sb2 0.5 --sa2 0.5 \\
         --depth 10,50,100,200,300 --quick --out runs/tanh
+    meanfield train --arch preact --act relu --sw2 0.5:2:4 --depth 10,50 --branch-scale '1/sqrt(L)' \\
+        --quick --out runs/preact
     meanfield train --analyze figures/data/tanh      # statistics and figures of a finished sweep
 
 LIST is a:b:n (n evenly spaced values from a to b inclusive) or a comma list. Every cell is trained at
@@ -18,8 +20,9 @@ import argparse
 import os
 import time
 
+from ..spec import ARCHS, unused_variances
 from ..train.config import DEFAULT_LRS, TrainConfig
-from .common import die
+from .common import check_applicable, die
 
 #: Training defaults (those of TrainConfig, whole data set) and the --quick setting (sizes for a CPU:
 #: a tanh grid of ~80 networks up to depth 300 in minutes); an explicit flag wins.
@@ -29,19 +32,24 @@ DEFAULTS = {"width": _TRAIN.width, "epochs": _TRAIN.epochs, "batch": _TRAIN.batc
 QUICK = {**DEFAULTS, "width": 64, "epochs": 3, "batch": 64, "train_subset": 3000, "test_subset": 2000,
          "val_subset": 1000}
 _REQUIRED = ("arch", "act", "depth", "out")
+#: The architectures with a V and an a (the rest have no --sv2, --sa2).
+_WITH_V = ", ".join(a for a in ARCHS if "sv2" not in unused_variances(a))
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="MNIST sweeps over variances and depths",
                               description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", choices=("frn", "rrn"), help="residual architecture")
+    p.add_argument("--arch", choices=ARCHS, help="network architecture (the blocks of 'meanfield theory')")
     p.add_argument("--act", choices=("tanh", "relu", "alpha_relu"), help="activation")
     p.add_argument("--alpha", metavar="LIST", help="alpha-ReLU exponents in (1/2, 1] (alpha_relu only; default 1)")
     p.add_argument("--sw2", metavar="LIST", help="sigma_w^2 values (default 1)")
-    p.add_argument("--sv2", metavar="LIST", help="sigma_v^2 values (frn only; default 1)")
+    p.add_argument("--sv2", metavar="LIST", help=f"sigma_v^2 values ({_WITH_V} only; default 1)")
     p.add_argument("--sb2", metavar="LIST", help="sigma_b^2 values (default 0)")
-    p.add_argument("--sa2", metavar="LIST", help="sigma_a^2 values (frn only; default 0)")
+    p.add_argument("--sa2", metavar="LIST", help=f"sigma_a^2 values ({_WITH_V} only; default 0)")
+    p.add_argument("--branch-scale", metavar="KAPPA",
+                   help="residual branch multiplier kappa >= 0 of every network: x <- x + kappa branch(x), a "
+                        "number or 1/sqrt(L) or 1/L, resolved at each depth (residual archs only; default 1)")
     p.add_argument("--zip", metavar="NAMES",
                    help="comma list of value axes to pair elementwise instead of crossing (e.g. sv2,sa2)")
     p.add_argument("--depth", metavar="LIST", help="depths L >= 1 (integers)")
@@ -99,12 +107,7 @@ def config_from_args(args: argparse.Namespace):
         clash = [f"--{k}" for k in ("sw2", "sv2", "sb2", "sa2") if given[k] is not None]
         if clash:
             die(f"--init {args.init} sets sw2, sv2, sb2 and sa2; do not also pass {', '.join(clash)}")
-    if args.arch == "rrn":
-        clash = [f"--{k}" for k in ("sv2", "sa2") if given[k] is not None]
-        if clash:
-            die(f"the rrn has no V and no a: {', '.join(clash)} do not apply (use --arch frn)")
-    if args.act != "alpha_relu" and given["alpha"] is not None:
-        die(f"--alpha applies to --act alpha_relu only, not {args.act}")
+    check_applicable(args)
     try:
         lists = {k: parse_list(v, k) for k, v in given.items() if v is not None}
         depth = parse_list(args.depth, "depth", integer=True)
@@ -114,7 +117,8 @@ def config_from_args(args: argparse.Namespace):
         cfg = SweepConfig(arch=args.arch, act=args.act, depth=depth, seeds=args.seeds, train=train,
                           train_subset=chosen["train_subset"], test_subset=chosen["test_subset"],
                           val_subset=chosen["val_subset"], readout=args.readout,
-                          data=args.data, init=args.init, zip=zipped, **lists)
+                          data=args.data, init=args.init, zip=zipped,
+                          branch_scale=1.0 if args.branch_scale is None else args.branch_scale, **lists)
         validate(cfg)
     except (SweepError, ValueError) as err:
         die(str(err))
@@ -144,10 +148,11 @@ def analyze_dir(out_dir: str, figures_dir: str | None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.analyze is not None:
-        given = [a for a in ("arch", "act", "depth", "out", "alpha", "sw2", "sv2", "sb2", "sa2", "lr", "zip")
-                 if getattr(args, a) is not None]
+        given = [a for a in ("arch", "act", "depth", "out", "alpha", "sw2", "sv2", "sb2", "sa2", "lr", "zip",
+                             "branch_scale") if getattr(args, a) is not None]
         if given:
-            die(f"--analyze reads an existing sweep; do not also pass {', '.join('--' + a for a in given)}")
+            die(f"--analyze reads an existing sweep; do not also pass "
+                f"{', '.join('--' + a.replace('_', '-') for a in given)}")
         for name in ("config.json", "results.csv"):
             if not os.path.isfile(os.path.join(args.analyze, name)):
                 die(f"--analyze {args.analyze}: no {name} there")

@@ -37,6 +37,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
+from .config import SweepConfig
 from .predictors import LOG_F32_MAX, PREDICTORS, THEORY_AXES, theory_at
 from .sweep import read_results
 
@@ -242,13 +243,19 @@ def load(out_dir: str) -> tuple[dict, Runs]:
     return config, Runs(res)
 
 
+def branch_scale(config: dict):
+    """The sweep's branch scale (a number, ``1/sqrt(L)`` or ``1/L``; 1 for a config.json written before
+    the field existed)."""
+    return SweepConfig.from_json(config["effective"]).branch_scale
+
+
 def cell_predictors(config: dict, runs: Runs) -> dict:
     """The theory's log R, log s, log p at every cell of the sweep (arrays over cells)."""
     eff = config["effective"]
     stats_in = config["input_stats"]
     depth = runs.axes["depth"]
     th = theory_at(eff["arch"], eff["act"], {a: runs.axes[a] for a in THEORY_AXES}, int(depth.max()),
-                   stats_in["p0"], stats_in["gamma0"])
+                   stats_in["p0"], stats_in["gamma0"], branch_scale(config))
     at = np.arange(runs.n_cells)
     return {k: v[at, depth] for k, v in th.items()}
 
@@ -303,6 +310,8 @@ def analyze(out_dir: str, *, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
         "lrs": [float(v) for v in runs.lrs], "seeds": int(len(runs.seeds)), "bootstrap": bootstrap,
         "chance": CHANCE, "input_stats": config["input_stats"],
     }
+    if branch_scale(config) != 1.0:  # recorded where it is not the plain block's
+        summary["branch_scale"] = branch_scale(config)
     parts = facets(runs, x_axis)
     summary["facets"] = []
     for facet in parts:
@@ -392,7 +401,8 @@ def _edge_level(config: dict, runs: Runs, ridge: dict, name: str) -> float | Non
     eff, st = config["effective"], config["input_stats"]
     points = {a: np.full(len(pts), runs.axes[a][0]) for a in THEORY_AXES}
     points["sw2"] = np.array([p["edge"] for p in pts])
-    th = theory_at(eff["arch"], eff["act"], points, max(p["depth"] for p in pts), st["p0"], st["gamma0"])
+    th = theory_at(eff["arch"], eff["act"], points, max(p["depth"] for p in pts), st["p0"], st["gamma0"],
+                   branch_scale(config))
     vals = th[name][np.arange(len(pts)), [p["depth"] for p in pts]]
     for p, v in zip(pts, vals):
         p["edge_" + name] = float(v)
@@ -443,7 +453,8 @@ def summary_lines(summary: dict) -> list[str]:
             return "undefined"
         return f"{v:.{digits}f}" + ("" if ci is None else f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]")
 
-    lines = [f"{summary['sweep']}: {summary['arch']} {summary['act']}, {summary['readout']} readout, "
+    kappa = f" (branch scale {summary['branch_scale']})" if "branch_scale" in summary else ""
+    lines = [f"{summary['sweep']}: {summary['arch']}{kappa} {summary['act']}, {summary['readout']} readout, "
              f"{summary['n_networks']} networks in {summary['n_cells']} cells x {len(summary['lrs'])} "
              f"learning rates x {summary['seeds']} seeds; 95% bootstrap intervals over seeds"]
     x = summary["x_axis"]

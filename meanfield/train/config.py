@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..spec import Spec
+from ..spec import ARCHS, DEPTH_SCALES, NEUTRAL, Spec, branch_scale_at, unused_variances
 
 #: Initialization presets of ``--init``. ``spec`` uses the variances given on the command line.
 #: ``he``: W and V with 2 / fan_in (He et al. 2015), i.e. sw2 = sv2 = 2, zero biases (sb2 = sa2 = 0).
@@ -126,7 +126,8 @@ class SweepConfig:
     """Everything that defines a sweep's results (written to ``config.json``).
 
     Args:
-      arch, act: ``frn`` or ``rrn``; ``tanh``, ``relu`` or ``alpha_relu``.
+      arch, act: a block of :mod:`meanfield.blocks` (``frn``, ``rrn``, ``ff``, ``preact``, ``basic``);
+        ``tanh``, ``relu`` or ``alpha_relu``.
       alpha, sw2, sv2, sb2, sa2: value lists (tuples of floats).
       lr: learning rates (every cell is trained at each).
       readout: ``linear`` or ``meanfield`` (:data:`READOUTS`).
@@ -140,6 +141,9 @@ class SweepConfig:
       init: ``spec`` (the lists above), ``he`` or ``xavier`` (the preset's variances; see
         :data:`~meanfield.train.model.INIT_PRESETS`).
       zip: names of value axes paired elementwise (equal lengths) instead of crossed.
+      branch_scale: kappa of the residual branches, x <- x + kappa branch(x): a number >= 0, or
+        ``"1/sqrt(L)"`` / ``"1/L"`` (kappa = L^-1/2 / L^-1 at each depth L of the sweep); 1 for a block
+        without a residual branch. One value per sweep (config.json; results.csv has no column for it).
     """
 
     arch: str
@@ -160,6 +164,18 @@ class SweepConfig:
     data: str | None = None
     init: str = "spec"
     zip: tuple = ()
+    branch_scale: object = 1.0
+
+    def __post_init__(self):
+        kappa = self.branch_scale
+        if isinstance(kappa, str):  # a number given as text becomes the number; 1/sqrt(L), 1/L lose spaces
+            text = kappa.replace(" ", "")
+            object.__setattr__(self, "branch_scale", text if text in DEPTH_SCALES else branch_scale_at(text, 1))
+        elif isinstance(kappa, (int, float, np.integer, np.floating)) and not isinstance(kappa, bool):
+            object.__setattr__(self, "branch_scale", float(kappa))
+        else:
+            raise SweepError(f"branch_scale must be a number >= 0 or one of {', '.join(DEPTH_SCALES)}, "
+                             f"got {kappa!r}")
 
     def to_json(self) -> dict:
         out = dataclasses.asdict(self)
@@ -179,13 +195,13 @@ class SweepConfig:
 
 
 def effective(cfg: SweepConfig) -> SweepConfig:
-    """The sweep as trained: preset variances applied, unused axes (V and a of an rrn, alpha of a
-    non-alpha activation) fixed to the values the network uses (sv2 = 1, sa2 = 0, alpha = 1)."""
+    """The sweep as trained: preset variances applied, unused axes (the variances the block does not use,
+    such as V and a of an rrn, and alpha of a non-alpha activation) fixed to the values the network uses
+    (:data:`~meanfield.spec.NEUTRAL`: sv2 = 1, sa2 = 0, alpha = 1)."""
     changes = {}
     if cfg.init != "spec":
         changes.update({k: (v,) for k, v in INIT_PRESETS[cfg.init].items()})
-    if cfg.arch == "rrn":
-        changes.update(sv2=(1.0,), sa2=(0.0,))
+    changes.update({k: (NEUTRAL[k],) for k in unused_variances(cfg.arch) if k in VALUE_AXES})
     if cfg.act != "alpha_relu":
         changes["alpha"] = (1.0,)
     zipped = tuple(a for a in cfg.zip if a not in changes)
@@ -194,8 +210,8 @@ def effective(cfg: SweepConfig) -> SweepConfig:
 
 def validate(cfg: SweepConfig) -> None:
     """Every check that can fail before compilation; raises SweepError or ValueError naming the field."""
-    if cfg.arch not in ("frn", "rrn"):
-        raise SweepError(f"arch must be frn or rrn, got {cfg.arch!r}")
+    if cfg.arch not in ARCHS:
+        raise SweepError(f"arch must be one of {', '.join(ARCHS)}, got {cfg.arch!r}")
     if cfg.act not in ("tanh", "relu", "alpha_relu"):
         raise SweepError(f"act must be tanh, relu or alpha_relu, got {cfg.act!r}")
     if cfg.readout not in READOUTS:
@@ -228,11 +244,16 @@ def validate(cfg: SweepConfig) -> None:
     for d in cfg.depth:
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
             raise SweepError(f"depth must be integers >= 1, got {d!r}")
+    if isinstance(cfg.branch_scale, str) and "branch_scale" in unused_variances(cfg.arch):
+        raise SweepError(f"branch_scale applies to residual blocks only: leave it at 1 for arch {cfg.arch}, "
+                         f"got {cfg.branch_scale!r}")
     eff = effective(cfg)
-    # Spec validates the variances and alpha (with the field name and allowed range)
+    # Spec validates the variances, alpha and the branch scale at every depth (with the field name and
+    # allowed range)
     Spec(arch=eff.arch, act=eff.act, depth=1, sw2=np.array(eff.sw2), sv2=np.array(eff.sv2)[:, None],
          sb2=np.array(eff.sb2)[:, None, None], sa2=np.array(eff.sa2)[:, None, None, None],
-         alpha=np.array(eff.alpha)[:, None, None, None, None])
+         alpha=np.array(eff.alpha)[:, None, None, None, None],
+         branch_scale=np.reshape([branch_scale_at(eff.branch_scale, d) for d in eff.depth], (-1,) + (1,) * 5))
 
 
 def settings(cfg: SweepConfig) -> list[dict]:

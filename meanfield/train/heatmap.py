@@ -30,7 +30,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .analysis import CHANCE, Runs, analyze, facet_mask, facets, load, swept_axis
+from .analysis import CHANCE, Runs, analyze, branch_scale, facet_mask, facets, load, swept_axis
 from .predictors import LOG_F32_MAX, THEORY_AXES, theory_at
 
 LABELS = {"log_R": "log R = log chi^(0)/chi^(L)", "log_s": "log s^(L)", "log_p": "log p^(L)"}
@@ -75,7 +75,7 @@ def _theory_overlay(ax, config, facet, x_axis, xe, ye, predictor, handles):
     pts = {a: np.full(_FINE, facet[a]) for a in THEORY_AXES if a != x_axis}
     pts[x_axis] = xf
     depth_max = int(np.ceil(ye[-1]))
-    th = theory_at(eff["arch"], eff["act"], pts, depth_max, st["p0"], st["gamma0"])
+    th = theory_at(eff["arch"], eff["act"], pts, depth_max, st["p0"], st["gamma0"], branch_scale(config))
     yf = np.arange(max(1, int(np.floor(ye[0]))), depth_max + 1)
     pred = np.ma.masked_invalid(th[predictor][:, yf].T)
     if pred.count() >= 4 and np.ptp(pred.compressed()) > 0:
@@ -201,7 +201,9 @@ def write_figures(out_dir: str, summary: dict | None = None, figures_dir: str | 
     else:
         panels = [("best", f, " [" + ", ".join(f"{a} {v:.4g}" for a, v in f.items()
                                                if len(np.unique(runs.axes[a])) > 1) + "]") for f in parts]
-    head = (f"MNIST, {eff['arch'].upper()} {eff['act']}, {summary['readout']} readout, width {eff['train']['width']}, "
+    kappa = f" (branch scale {summary['branch_scale']})" if "branch_scale" in summary else ""
+    head = (f"MNIST, {eff['arch'].upper()}{kappa} {eff['act']}, {summary['readout']} readout, "
+            f"width {eff['train']['width']}, "
             f"{eff['train']['epochs']} epochs, {config['n_train']} training examples, {summary['seeds']} seeds; "
             f"{summary['n_networks']} networks")
     written = []

@@ -32,13 +32,15 @@ import os
 import numpy as np
 
 from .analysis import Runs, _interval, facets, load, swept_axis
+from .config import SweepConfig
 from .predictors import LOG_F32_MAX
 
 PRESETS = ("he", "xavier")
 #: sigma_w^2 L along the paper's tanh theory curve.
 TANH_SW2_L = 150.0
 #: Fields of config.json["effective"] that must agree between a sweep and its preset siblings.
-_SAME = ("arch", "act", "readout", "lr", "seeds", "train", "train_subset", "test_subset", "val_subset", "data")
+_SAME = ("arch", "act", "readout", "lr", "seeds", "train", "train_subset", "test_subset", "val_subset", "data",
+         "branch_scale")
 
 
 def preset_dirs(out_dir: str) -> dict:
@@ -69,7 +71,7 @@ def theory_cells(act: str, runs: Runs, log_p: np.ndarray) -> dict:
 
 
 def _check_same(config: dict, other: dict, name: str) -> None:
-    a, b = config["effective"], other["effective"]
+    a, b = (SweepConfig.from_json(c["effective"]).to_json() for c in (config, other))  # defaults filled in
     diff = [k for k in _SAME if a.get(k) != b.get(k)]
     if diff:
         raise ValueError(f"the {name} sweep was not run at the protocol of the grid it is compared with: "

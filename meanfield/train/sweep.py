@@ -138,6 +138,10 @@ def prepare(cfg: SweepConfig, out_dir: str, *, resume: bool = False) -> set:
                 old = json.load(f).get("sweep")
             except json.JSONDecodeError:
                 raise SweepError(f"cannot resume: {config_path} is not valid JSON") from None
+        try:  # with the defaults of fields added since the file was written
+            old = SweepConfig.from_json(old).to_json()
+        except (TypeError, KeyError, ValueError, AttributeError):
+            pass  # not a sweep configuration: reported as differing below
         new = cfg.to_json()
         if old != new:
             diff = sorted(k for k in set(old or {}) | set(new) if (old or {}).get(k) != new.get(k))
@@ -223,6 +227,7 @@ def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devi
     from tqdm.auto import tqdm
 
     from ..activations import get_activation
+    from ..spec import branch_scale_at
     from .model import NetworkSettings
     from .predictors import readout_scale
     from .trainer import train_grid
@@ -268,11 +273,12 @@ def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devi
                 group = nets[start:start + size]
                 t0 = time.perf_counter()
                 column = lambda a: np.array([s[a] for s, _ in group])  # noqa: E731
-                var = NetworkSettings(*(column(a) for a in ("sw2", "sv2", "sb2", "sa2", "alpha", "lr")))
+                var = NetworkSettings(*(column(a) for a in ("sw2", "sv2", "sb2", "sa2", "alpha", "lr")),
+                                      branch_scale=branch_scale_at(eff.branch_scale, depth))
                 if eff.readout == "meanfield":
                     var = var._replace(out_scale=readout_scale(
                         eff.arch, eff.act, {a: column(a) for a in THEORY_AXES}, np.full(len(group), depth),
-                        p0, gamma0))
+                        p0, gamma0, eff.branch_scale))
                 seeds = np.array([seed for _, seed in group])
 
                 def on_epoch(epoch, state, depth=depth, n=len(group)):

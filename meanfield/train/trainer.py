@@ -1,10 +1,10 @@
 """Training a whole grid of networks (variance settings x seeds) in one jitted program.
 
 All networks of a grid share the architecture, activation, depth and width (static: they fix the
-shapes), and differ in their variances, alpha and seed (arrays: one leading grid axis). Initialization,
-each training epoch and evaluation are ``jax.vmap`` over the grid axis of a one-network function, and
-the grid axis is sharded over every device of every process (:mod:`meanfield.parallel`), padded to a
-multiple of the device count. Training is float32.
+shapes), and differ in their variances, alpha, learning rate, branch scale and seed (arrays: one leading
+grid axis). Initialization, each training epoch and evaluation are ``jax.vmap`` over the grid axis of a
+one-network function, and the grid axis is sharded over every device of every process
+(:mod:`meanfield.parallel`), padded to a multiple of the device count. Training is float32.
 
 A network whose loss or gradient turns NaN or inf is *diverged*: the offending update and all later
 ones are masked out (its parameters stay at their last finite values), the epoch is recorded, and the
@@ -79,7 +79,9 @@ def _epoch_one(state: TrainState, var: NetworkSettings, key, epoch, x, y, *, arc
     opt = make_optimizer(cfg, var.lr)
 
     def loss_fn(params, xb, yb):
-        return cross_entropy(apply(params, var.alpha, xb, arch=arch, act=act, out_scale=var.out_scale), yb)
+        logits = apply(params, var.alpha, xb, arch=arch, act=act, out_scale=var.out_scale,
+                       branch_scale=var.branch_scale)
+        return cross_entropy(logits, yb)
 
     def step(carry, idx):
         st, loss_sum, n_ok = carry
@@ -115,7 +117,8 @@ def _eval_one(params, var: NetworkSettings, xs, ys, split, *, arch: str, act: Ac
     def body(carry, inp):
         correct, loss_sum = carry
         xb, yb, sb = inp
-        logits = apply(params, var.alpha, xb, arch=arch, act=act, out_scale=var.out_scale)
+        logits = apply(params, var.alpha, xb, arch=arch, act=act, out_scale=var.out_scale,
+                       branch_scale=var.branch_scale)
         finite = jnp.all(jnp.isfinite(logits), -1)
         hit = (jnp.argmax(logits, -1) == yb) & finite
         losses = jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, yb[:, None], -1)[:, 0]
@@ -186,7 +189,7 @@ def train_grid(var: NetworkSettings, seeds, data: MNIST, *, arch: str, act: Acti
       var: the networks' settings, each broadcastable to (G,); ``lr`` is required.
       seeds: (G,) integer seeds; a network's initialization and data order depend only on its seed.
       data: standardized MNIST (any subset); training uses every training example each epoch.
-      arch, act, depth: the shared architecture (``frn``, ``rrn`` or ``ff``), activation and depth.
+      arch, act, depth: the shared architecture (a block of :mod:`meanfield.blocks`), activation and depth.
       cfg: training hyperparameters.
       devices: devices to shard the grid over, or a one-axis :class:`~jax.sharding.Mesh` (default:
         every device of every process, :func:`meanfield.parallel.grid_mesh`). Under
