@@ -29,6 +29,7 @@ from scipy.optimize import brentq
 
 from ._x64 import in_float64
 from .activations import J_alpha, get_activation, log_c_alpha
+from .blocks import get_block
 from .spec import Spec
 from .trajectory import Trajectory
 
@@ -314,14 +315,15 @@ def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, s
                 params=dict(sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2))
     if arch not in LAW_ARCHS:
         return Laws(**base, laws=dict(note=f"no asymptotic law derived for {arch}"))
-    if arch == "ff":
+    block = get_block(arch)
+    if not block.residual:
         ff = ff_depth_scales(spec.act, sw2, sb2, a)
         phase = "ordered" if ff["chi_1"] < 1 else ("chaotic" if ff["chi_1"] > 1 else "critical")
         return Laws(**base, **ff, laws=dict(
             phase=f"{phase} (chi_1 = {ff['chi_1']:.6g})",
             q="q -> q*, |q - q*| ~ exp(-l / xi_q)", e="|c - c*| ~ exp(-l / xi_c)",
             R="chi_1^L (exponential)"))
-    if arch == "frn" and sv2 == 0.0 and (name in KAPPA or name in ("relu", "alpha_relu")):
+    if "sv2" in block.fields and sv2 == 0.0 and (name in KAPPA or name in ("relu", "alpha_relu")):
         # no residual branch: x^(l) = x^(l-1) + a^(l), so p and gamma both grow by sa2 per layer
         grad = {"relu": "log_B", "alpha_relu": "R_exponent"}.get(name, "A")
         if sa2 == 0.0:
@@ -339,7 +341,7 @@ def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, s
                     s_exponent=1.0, A=A, laws=dict(
                         p=f"p ~ {sv2 + sa2:.6g} l", e=f"e -> {e_star:.6g}, |e - e*| ~ l^-{delta:.6g}",
                         s="s = Theta(l)", R=f"R = exp({A:.6g} sqrt(L))"))
-    if name == "relu" and arch == "frn":
+    if name == "relu" and block.centred:  # the mean-tracking (non-centred) ReLU stream has no derived law
         B = 1.0 + sv2 * sw2 / 2.0
         K = sv2 * sb2 / 2.0 + sa2
         coef = 4.5 * math.pi**2 * (B / (B - 1.0)) ** 2 if B > 1.0 else None
@@ -347,7 +349,7 @@ def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, s
             p=f"p = B^l (p0 + K/(B-1)) - K/(B-1), B = {B:.6g}, K = {K:.6g}",
             e=f"1 - e ~ {coef:.6g} l^-2" if coef else "e constant",
             s="s = exp(Theta(l))", R=f"R = B^L = exp({math.log(B):.6g} L)"))
-    if name == "alpha_relu" and arch == "frn":
+    if name == "alpha_relu" and block.centred:
         if a == 1.0:
             return predict(arch, "relu", sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2)
         e_star = alpha_relu_e_star(a)
@@ -488,7 +490,7 @@ def saturating_gap_correction(laws: Laws) -> float:
     G = sv2 e* nu / (kappa sqrt(sw2 kappa)). Leading order only (for the tanh FRN of docs/theory.md section 6
     a two-term fit over l in [1e4, 1e5] gives D = -3.39 against the predicted -3.17).
     """
-    if laws.act not in KAPPA or laws.arch != "frn" or not laws.e_star:
+    if laws.act not in KAPPA or "sv2" not in get_block(laws.arch).fields or not laws.e_star:  # the map with V
         return 0.0
     sv2, sa2, sw2 = laws.params["sv2"], laws.params["sa2"], laws.params["sw2"]
     kappa = sv2 + sa2

@@ -122,6 +122,18 @@ class Block:
         scales = {p.scale for p in _residuals(self.body) if p.scale is not None}
         return frozenset(p.var for _, p in self.params) | scales
 
+    @property
+    def residual(self) -> bool:
+        """Whether the block adds its input back (a residual sum at its top level): False for ``ff``."""
+        return any(isinstance(p, Residual) for p in self.body)
+
+    @property
+    def centred(self) -> bool:
+        """Whether the stream's mean stays exactly 0 for every activation, odd or not (a dense layer ends
+        each branch, as in ``frn``); False where a non-odd activation's mean reaches the stream (``rrn``,
+        ``ff``: the mean-tracking networks)."""
+        return _centred_output(self.body, False, True)
+
     def tape_rows(self, sampler: str) -> int:
         """Vectors of length N a sampler keeps per layer for the backward pass: the fast sampler a basis
         and two Gaussian rows per dense primitive, both phi'(h) (fast) or h (dense) per activation."""

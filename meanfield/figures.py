@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from . import asymptotics as asy
+from .blocks import get_block
 from .spec import Spec
 
 RESNET = dict(sw2=1.0, sv2=1.0, sb2=0.5, sa2=0.5)
@@ -43,6 +44,11 @@ class Net:
 
     def laws(self) -> asy.Laws:
         return asy.predict(self.arch, self.act, alpha=self.alpha, **self.params)
+
+    @property
+    def fields(self) -> frozenset:
+        """The hyperparameter fields of the network's block (:attr:`meanfield.blocks.Block.fields`)."""
+        return get_block(self.arch).fields
 
     @property
     def family(self) -> str:
@@ -99,11 +105,12 @@ def _pyplot():
     return plt
 
 
+#: The variances of a block, in the order figures name them, with their symbols.
+_VARIANCES = (("sw2", "σw²"), ("sv2", "σv²"), ("sb2", "σb²"), ("sa2", "σa²"))
+
+
 def _fmt_params(net: Net) -> str:
-    p = net.params
-    if net.arch == "rrn":
-        return f"σw²={p['sw2']:g}, σb²={p['sb2']:g}"
-    return f"σw²={p['sw2']:g}, σv²={p['sv2']:g}, σb²={p['sb2']:g}, σa²={p['sa2']:g}"
+    return ", ".join(f"{sym}={net.params[k]:g}" for k, sym in _VARIANCES if k in net.fields)
 
 
 # ------------------------------------------------------------------------------------- masking
@@ -176,7 +183,7 @@ def _law_curves(net: Net, laws: asy.Laws, l, th):
         kappa = laws.p_prefactor
         s_coef = 2 * (1 - laws.e_star) * kappa
         delta = f"l^-{laws.delta_star:.3f}"
-        if net.arch == "rrn":  # x <- phi(Wx + b) + x: no V and no a, so p grows by Vphi(q) -> 1 a layer
+        if "sv2" not in net.fields:  # x <- phi(Wx + b) + x: no V and no a, so p grows by Vphi(q) -> 1 a layer
             p_label = "law p = l (each layer adds Vφ(q) → 1)"
             s_label = f"law s = 2(1−e*) l = {s_coef:g} l, e* = 0"
             delta, R_law = f"l^(2/π − 1) = {delta}", f"exp(A √l), A = (4/3)√(2/π) σw = {laws.A:.3f}"
@@ -580,7 +587,7 @@ def _cli_flags(net: Net) -> str:
     p = net.params
     flags = f"--arch {net.arch} --act {net.act}" + (f" --alpha {net.alpha:g}" if net.act == "alpha_relu" else "")
     flags += f" --sw2 {p['sw2']:g} --sb2 {p['sb2']:g}"
-    if net.arch == "frn":
+    if {"sv2", "sa2"} <= net.fields:
         flags += f" --sv2 {p['sv2']:g} --sa2 {p['sa2']:g}"
     return flags
 

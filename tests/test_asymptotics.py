@@ -248,6 +248,8 @@ def test_frn_without_residual_branch_has_flat_laws(act, sa2):
     (["--depth", "100"], "--depth applies with --measure only"),
     (["--act", "relu", "--alpha", "0.7"], "--alpha applies to --act alpha_relu only, not relu"),
     (["--arch", "rrn", "--sa2", "1"], "--sa2 applies to --arch frn, preact, basic only"),
+    (["--arch", "ff", "--measure", "--depth", "100"],
+     "--measure applies to residual networks (frn, rrn, preact, basic): feedforward laws are fixed points"),
 ])
 def test_cli_laws_inapplicable_flags_exit_2(argv, message, capsys):
     base = {"--arch": "frn", "--act": "tanh", "--sw2": "1"}

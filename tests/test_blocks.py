@@ -179,6 +179,21 @@ def test_branch_scale_zero_is_the_identity(arch, act):
     np.testing.assert_array_equal(per.chi, 1.0)
 
 
+@pytest.mark.parametrize("arch", blocks.ARCHS)
+def test_centred_and_residual_properties_match_the_networks(arch):
+    """``centred``: the ReLU stream's mean stays 0 (no mean tracking) exactly for those blocks;
+    ``residual``: exactly the blocks that take a branch scale. (The trajectories of the test above.)"""
+    block = blocks.get_block(arch)
+    kw = dict(sw2=1.4, sb2=0.3, p0=1.3, gamma0=0.5)
+    if "sv2" in block.fields:
+        kw.update(sv2=0.9, sa2=0.2)
+    t = trajectory(mf.Spec(arch, "relu", 12, **kw))
+    assert bool(np.all(t.mu == 0)) == block.centred
+    assert np.all(np.abs(t.mu[1:]) > 0.1) != block.centred
+    assert block.residual == ("branch_scale" in block.fields)
+    assert [a for a in blocks.ARCHS if not blocks.get_block(a).residual] == ["ff"]
+
+
 def test_branch_scale_is_the_frn_with_scaled_output_variances():
     # x + kappa (V phi + a) has the forward map and chi of the frn with sv2, sa2 -> kappa^2 sv2, kappa^2 sa2;
     # the gradients of V and a carry the factor kappa^2 that the rescaled frn's do not

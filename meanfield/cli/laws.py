@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ..blocks import BLOCKS
 from . import SUMMARY
 from .common import add_spec_args, die, json_ready, spec_from_args
 
@@ -39,8 +40,9 @@ def run(args) -> int:
         if given:
             die(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} with --measure only "
                 "(the predicted laws do not depend on the depth or the inputs)")
-    if args.measure and args.arch == "ff":
-        die("--measure applies to residual networks (frn, rrn): feedforward laws are fixed points")
+    if args.measure and not BLOCKS[args.arch].residual:
+        residual = ", ".join(name for name, block in BLOCKS.items() if block.residual)
+        die(f"--measure applies to residual networks ({residual}): feedforward laws are fixed points")
     if args.depth is not None and (args.depth < 8):
         die(f"depth must be an integer >= 8 to measure a tail slope, got {args.depth!r}")
     spec = spec_from_args(args, depth=args.depth or 1)
