@@ -46,24 +46,51 @@ def estimate_bytes(spec: Spec, *, chunk_size: int | None = None) -> int:
 def _layer_scan(block: Block, act: Activation, depth: int, h: Hyper):
     """Forward recursion for a batch of grid points (arrays of shape (B,) in ``h``).
 
-    Returns the initial carry and the per-layer outputs of :func:`meanfield.blocks.theory_step`, arrays
-    of shape (L, B). The batch is explicit (not vmapped) so that activations can route each grid point
-    to the cheapest accurate rule (see ``activations._split_eval``).
+    Returns the initial state and the states after each layer, arrays of shape (L, B). The depth loop
+    carries the state and nothing else: XLA:CPU compiles a loop that reads little per step into one
+    kernel, and every per-layer quantity that does not feed the next layer is computed afterwards, for
+    all layers at once (:func:`_layer_outputs`). The batch is explicit (not vmapped) so that
+    activations can route each grid point to the cheapest accurate rule (see
+    ``activations._split_eval``).
     """
 
     def step(carry, _):
-        new, out = theory_step(block, act, h, carry)
-        return new, (new, out)
+        new, _ = theory_step(block, act, h, carry)
+        return new, new
 
     carry0 = (jnp.log(h.p0), 1.0 - h.gamma0 / h.p0, jnp.zeros_like(h.p0))
-    _, outs = jax.lax.scan(step, carry0, None, length=depth)
-    return carry0, outs
+    _, states = jax.lax.scan(step, carry0, None, length=depth)
+    return carry0, states
+
+
+#: Points (layers x grid points) per batch of :func:`_layer_outputs`: bounds its working memory.
+_OUTPUT_POINTS = 1 << 16
+
+
+def _layer_outputs(block: Block, act: Activation, h: Hyper, inputs) -> dict:
+    """The per-layer outputs of :func:`meanfield.blocks.theory_step` (log q, c, log chi factor, gains,
+    log q of every activation) given each layer's input state ``inputs`` (three (L, B) arrays),
+    a batch of layers at a time."""
+    depth, width = inputs[0].shape
+    per = max(1, min(depth, _OUTPUT_POINTS // width))
+    n = -(-depth // per)
+    pad = n * per - depth
+    # padded layers repeat the last input: valid states, cut off below
+    padded = tuple(jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x for x in inputs)
+    out = jax.lax.map(lambda state: theory_step(block, act, h, state)[1],
+                      tuple(x.reshape(n, per, width) for x in padded))
+    return jax.tree.map(lambda x: x.reshape((n * per,) + x.shape[2:])[:depth]
+                        if x.ndim == 3 else jnp.moveaxis(x, 1, 0).reshape((x.shape[1], n * per, width))[:, :depth],
+                        out)
 
 
 def _core(arch: str, act: Activation, depth: int, h: Hyper):
     """Trajectories of a batch (every field (B, L + 1), log_R (B,)) and the range of q over every
     activation's input and layer, (B, 2)."""
-    (lp0, d0, m0), (states, out) = _layer_scan(get_block(arch), act, depth, h)
+    block = get_block(arch)
+    (lp0, d0, m0), states = _layer_scan(block, act, depth, h)
+    inputs = tuple(jnp.concatenate([x0[None], x[:-1]]) for x0, x in zip((lp0, d0, m0), states))
+    out = _layer_outputs(block, act, h, inputs)
     log_p, d, m = (x.T for x in states)  # (B, L)
     log_q, c = out["log_q"].T, out["c"].T
     col = lambda x: x[:, None]  # noqa: E731
@@ -86,7 +113,7 @@ def _core(arch: str, act: Activation, depth: int, h: Hyper):
         gain = out["gains"].get(name)
         grads[name] = (jnp.full_like(log_p, jnp.nan) if gain is None
                        else jnp.concatenate([nan, jnp.exp(lchi + gain.T)], axis=1))
-    log_q_acts = out["log_q_acts"]  # (L, acts, B)
+    log_q_acts = out["log_q_acts"]  # (acts, L, B)
     q_range = jnp.exp(jnp.stack([jnp.nanmin(log_q_acts, axis=(0, 1)), jnp.nanmax(log_q_acts, axis=(0, 1))], axis=1))
     p = jnp.exp(log_p)
     traj = Trajectory(
