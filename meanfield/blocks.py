@@ -181,6 +181,14 @@ _KAPPA = "branch_scale"
 _FRN_BRANCH = (Dense("w", "sw2"), Bias("b", "sb2"), Act(), Dense("v", "sv2"), Bias("a", "sa2"))
 FRN = Block("frn", (Residual(_FRN_BRANCH, _KAPPA),), "full residual: x <- x + kappa (V phi(W x + b) + a)")
 
+#: The registered blocks by name. Every block's theory is the N -> infinity limit; at width N a block
+#: whose stream stays centred (``frn``, ``preact``, ``basic``) or carries no mean (odd activations) is off
+#: by a relative O(L/N). The mean-tracking ``rrn`` with a non-odd activation is the exception: its common
+#: mean direction leaks into x - x' and the backward pass: the relative error of s is about
+#: 0.3 / (N (1 - e)), growing 1.45x a layer, and chi^(0)'s grows alike. Median over 32 ReLU rrn networks
+#: (sw2 = 1, sb2 = 0.5), first depth off by more than 10%: s^(l) from l = 8, 12, 15, 19 and chi^(0) from
+#: L = 10, 10, 15, 20 at N = 128, 512, 2048, 8192; at N = 512, L = 50 both are about 1.5e5 times the theory
+#: (``python experiments/finite_width_limits.py``; README, limits of the infinite-width theory).
 BLOCKS = {
     "frn": FRN,
     "rrn": Block("rrn", (Residual(_FRN_BRANCH[:3], _KAPPA),), "reduced residual: x <- x + kappa phi(W x + b)",
