@@ -69,33 +69,26 @@ def pad_rows(a: np.ndarray, n: int) -> np.ndarray:
 def shard_rows(tree, mesh: Mesh):
     """Host arrays (same leading length, a multiple of the mesh size) -> global arrays sharded along
     the leading axis over ``mesh``."""
-    if _size(mesh) == 1:  # a plain single-device array: XLA compiles a sharded program slower on CPU
-        return _on_device(tree, mesh)
-    sharding = NamedSharding(mesh, PartitionSpec(_axis(mesh)))
-
-    def put(a):
-        a = np.asarray(a)
-        return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
-
-    return jax.tree.map(put, tree)
+    return _put(tree, mesh, PartitionSpec(_axis(mesh)))
 
 
 def replicate(tree, mesh: Mesh):
     """Host arrays -> global arrays replicated on every device of ``mesh``."""
-    if _size(mesh) == 1:
-        return _on_device(tree, mesh)
-    sharding = NamedSharding(mesh, PartitionSpec())
+    return _put(tree, mesh, PartitionSpec())
+
+
+def _put(tree, mesh: Mesh, spec: PartitionSpec):
+    """Each process places its own devices' part of the host arrays, laid out by ``spec``."""
+    if _size(mesh) == 1:  # a plain single-device array: XLA compiles a sharded program slower on CPU
+        device = mesh.devices.flat[0]
+        return jax.tree.map(lambda a: jax.device_put(np.asarray(a), device), tree)
+    sharding = NamedSharding(mesh, spec)
 
     def put(a):
         a = np.asarray(a)
         return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
 
     return jax.tree.map(put, tree)
-
-
-def _on_device(tree, mesh: Mesh):
-    device = mesh.devices.flat[0]
-    return jax.tree.map(lambda a: jax.device_put(np.asarray(a), device), tree)
 
 
 def to_host(tree):

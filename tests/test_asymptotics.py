@@ -78,6 +78,7 @@ def test_ff_tanh_critical_line_and_fixed_points():
     assert sw2 * float(tanh.Vp(q)) == pytest.approx(1.0, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_ff_depth_scales_against_direct_integrals():
     sw2, sb2 = 4.0, 0.1  # chaotic tanh
     d = asy.ff_depth_scales("tanh", sw2, sb2)

@@ -22,6 +22,7 @@ def test_dynamics_figure_writes_png(net, tmp_path):
     assert _is_png(path) and (tmp_path / path.split("/")[-1]).stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_gradient_and_phase_figures_and_table(tmp_path):
     done = F.build_all(str(tmp_path), F.TINY, only=["tanh_gradients", "phase_diagram", "exponents"], log=None)
     paths = [p for p, _ in done]

@@ -173,6 +173,7 @@ def _shifted_erf(x):
     return jax.scipy.special.erf(x) + SHIFT
 
 
+@pytest.mark.slow
 def test_custom_table_of_a_non_odd_activation_against_closed_forms():
     # erf + a: V = V_erf + a^2, W = W_erf + a^2, V' = V'_erf, M = a; all four table pieces are used
     act = mf.custom(_shifted_erf, name="erf_plus_shift", q_range=(0.5, 2.0))
