@@ -72,6 +72,8 @@ def readout_scale(arch: str, act: str, points: dict, depths, p0: float, gamma0: 
     is beyond float32 (the network overflows anyway) the factor is the smallest positive float32.
     ``branch_scale`` as for :func:`theory_at`."""
     depths = np.asarray(depths, np.int64)
+    if len(np.unique(depths)) == 1:  # one depth (a sweep's group): kappa is a number, one theory call
+        branch_scale = branch_scale_at(branch_scale, int(depths[0]))
     log_p = theory_at(arch, act, points, int(depths.max()), p0, gamma0, branch_scale)["log_p"]
     log_p_l = log_p[np.arange(len(depths)), depths]
     tiny = float(np.finfo(np.float32).tiny)
