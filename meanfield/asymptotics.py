@@ -298,14 +298,17 @@ LAW_ARCHS = ("frn", "rrn", "ff")
 
 @in_float64
 def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, sa2: float = 0.0,
-            alpha: float = 1.0) -> Laws:
+            alpha: float = 1.0, branch_scale: float = 1.0) -> Laws:
     """The predicted laws of docs/theory.md, section 5 for one network (scalars; validated like a Spec).
 
-    Supported: FRN and RRN with tanh or erf, FRN with ReLU or alpha-ReLU, and the feedforward contrast
-    for every activation. Other combinations (the mean-tracking RRN of a non-odd activation) return a
-    :class:`Laws` with every law None. For the RRN, sv2 = 1 and sa2 = 0 whatever is passed.
+    Closed forms: FRN and RRN with tanh or erf, FRN with ReLU or alpha-ReLU, and the feedforward contrast
+    for every activation. Every other residual block, and any block with a constant ``branch_scale`` other
+    than 1, gets the growth laws read off its own mean-field map (:func:`block_limits`): p and R for tanh,
+    erf and ReLU. Other combinations (alpha-ReLU outside the FRN, the mean-tracking RRN of a non-odd
+    activation) return a :class:`Laws` with every law None. For the RRN, sv2 = 1 and sa2 = 0 whatever is
+    passed.
     """
-    spec = Spec(arch, act, 1, sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2, alpha=alpha)
+    spec = Spec(arch, act, 1, sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2, alpha=alpha, branch_scale=branch_scale)
     if spec.shape != ():
         raise ValueError(f"predict takes scalar hyperparameters, got shape {spec.shape}")
     h = spec.hyper()
@@ -313,9 +316,9 @@ def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, s
     name = spec.act.name
     base = dict(arch=arch, act=name, alpha=a if spec.act.has_alpha else None,
                 params=dict(sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2))
-    if arch not in LAW_ARCHS:
-        return Laws(**base, laws=dict(note=f"no asymptotic law derived for {arch}"))
     block = get_block(arch)
+    if arch not in LAW_ARCHS or float(spec.hyper().branch_scale) != 1.0:
+        return _block_laws(spec, base)
     if not block.residual:
         ff = ff_depth_scales(spec.act, sw2, sb2, a)
         phase = "ordered" if ff["chi_1"] < 1 else ("chaotic" if ff["chi_1"] > 1 else "critical")
@@ -362,6 +365,76 @@ def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, s
                         e=f"e -> {e_star:.6g}, |e - e*| ~ l^-{delta:.6g}",
                         s=f"s = Theta(l^{1 / (1 - a):.6g})", R=f"R = Theta(L^{r_exp:.6g})"))
     return Laws(**base, laws=dict(note=f"no asymptotic law known for {arch} with {name}"))
+
+
+# ------------------------------------------------------------------------- laws of any residual block
+#: The inputs p at which :func:`block_limits` reads a saturating activation's limits (the O(p^-1/2) terms
+#: cancel between the two; tanh's transforms hold 1e-9 up to q ~ 1e10, not much beyond).
+_LARGE_P = (1e8, 4e8)
+
+
+def _block_map(spec: Spec, p: float) -> tuple[float, float]:
+    """(p_l - p_(l-1), log chi^(l-1)/chi^(l)) of ``spec``'s block at input p (zero mean, e = 1/2)."""
+    from .blocks import theory_step
+
+    h = spec.hyper()
+    h = h._replace(**{f: jnp.full((1,), float(v)) for f, v in h._asdict().items()})
+    _, out = theory_step(get_block(spec.arch), spec.act, h,
+                         (jnp.full((1,), math.log(p)), jnp.full((1,), 0.5), jnp.zeros((1,))))
+    return p * math.expm1(float(out["log_growth"][0])), float(out["log_factor"][0])
+
+
+@in_float64
+def block_limits(spec: Spec) -> dict:
+    """Growth constants of a centred residual block, read off its mean-field map (one block of
+    :func:`meanfield.blocks.theory_step`), for the block and branch scale of the scalar ``spec``.
+
+    * ReLU: every second moment is linear in p, so the map is exactly p -> B p + K, and the chi factor is a
+      constant, log B_chi (R = B_chi^L). Returns ``B``, ``K`` (from the map at p = 1 and 2) and ``log_B``
+      (the chi factor).
+    * tanh, erf: for large p every activation of the stream saturates (V -> 1, sqrt(q) V'(q) -> kappa), so
+      p grows by a constant ``k`` per layer and the chi factor is 1 + C p^-1/2 + O(1/p); with p ~ k l,
+      log R = 2 C sqrt(L / k) + o(sqrt L). Returns ``k`` and ``A`` = 2 C / sqrt(k), each extrapolated from
+      p = 1e8 and 4e8 (x(p) = x + a p^-1/2 + O(1/p)): relative error ~1e-8.
+
+    For the FRN these are the closed forms of :func:`predict` (B = K = ... , k = sv2 + sa2, A = 2 kappa sv2
+    sqrt(sw2) / sqrt(sv2 + sa2)); tests hold them to each other.
+    """
+    name = spec.act.name
+    if spec.shape != ():
+        raise ValueError(f"block_limits takes scalar hyperparameters, got shape {spec.shape}")
+    block = get_block(spec.arch)
+    if not (block.residual and (block.centred or spec.act.odd)):
+        raise ValueError(f"block_limits applies to residual blocks whose stream stays centred, not {spec.arch}")
+    if name == "relu":  # p_l - p_(l-1) = (B - 1) p + K
+        inc1, log_f = _block_map(spec, 1.0)
+        inc2, _ = _block_map(spec, 2.0)
+        return dict(B=1.0 + inc2 - inc1, K=2.0 * inc1 - inc2, log_B=log_f)
+    if name in KAPPA:
+        (k1, f1), (k2, f2) = (_block_map(spec, p) for p in _LARGE_P)
+        c1, c2 = (math.sqrt(p) * math.expm1(f) for p, f in zip(_LARGE_P, (f1, f2)))
+        k, c = 2.0 * k2 - k1, 2.0 * c2 - c1  # sqrt(4e8) = 2 sqrt(1e8): the p^-1/2 terms cancel
+        return dict(k=k, A=2.0 * c / math.sqrt(k) if k > 0 else None)
+    raise ValueError(f"block_limits knows relu, tanh and erf, not {name}")
+
+
+def _block_laws(spec: Spec, base: dict) -> Laws:
+    """The laws of a residual block without closed forms of its own (:func:`block_limits`)."""
+    name, block = spec.act.name, get_block(spec.arch)
+    if not (block.residual and (block.centred or spec.act.odd) and (name == "relu" or name in KAPPA)):
+        return Laws(**base, laws=dict(note=f"no asymptotic law derived for {spec.arch} with {name}"))
+    lim = block_limits(spec)
+    if name == "relu":
+        B, K = lim["B"], lim["K"]
+        return Laws(**base, log_B=lim["log_B"], laws=dict(
+            p=f"p = B^l (p0 + K/(B-1)) - K/(B-1), B = {B:.6g}, K = {K:.6g} (the block's map)",
+            s="s = exp(Theta(l))", R=f"R = exp({lim['log_B']:.6g} L) (the block's chi factor)"))
+    k, A = lim["k"], lim["A"]
+    if k <= 0:
+        return Laws(**base, laws=dict(note=f"p does not grow ({spec.arch}: the branch adds nothing at large p)"))
+    return Laws(**base, p_exponent=1.0, p_prefactor=k, A=A, laws=dict(
+        p=f"p ~ {k:.6g} l (the block's increment at large p)",
+        R=f"R = exp({A:.6g} sqrt(L)) (from the chi factor at large p)"))
 
 
 # ---------------------------------------------------------------------------------------- fitting
@@ -567,11 +640,8 @@ def measured_laws(spec: Spec, laws: Laws | None = None) -> dict:
         raise ValueError(f"measured_laws takes a single network, got hyperparameter shape {spec.shape}")
     if laws is None:
         h = spec.hyper()
-        if float(h.branch_scale) != 1.0:
-            raise ValueError("predicted laws are those of branch_scale = 1 (docs/theory.md, section 5); pass "
-                             f"laws to measure a spec with branch_scale {float(h.branch_scale)!r}")
         laws = predict(spec.arch, spec.act, sw2=float(h.sw2), sv2=float(h.sv2), sb2=float(h.sb2),
-                       sa2=float(h.sa2), alpha=float(h.alpha))
+                       sa2=float(h.sa2), alpha=float(h.alpha), branch_scale=float(h.branch_scale))
     return {"predicted": laws, "measured": measure(trajectory(spec), laws)}
 
 

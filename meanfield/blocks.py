@@ -324,7 +324,8 @@ def theory_step(block: Block, act, h, state):
 
     ``state = (log p, d, m)`` (arrays of shape (B,)). Returns the new state and a dict with ``log_q`` and
     ``c`` (at the first preactivation h = W x + b: q and lambda / q), ``log_q_acts`` (the log q of every
-    activation, stacked), ``log_factor`` (log chi^(l-1) / chi^(l))
+    activation, stacked), ``log_growth`` (log p_l / p_(l-1), from ``log1p`` after a residual sum: exact
+    even where p_l - p_(l-1) is below p's last digit), ``log_factor`` (log chi^(l-1) / chi^(l))
     and ``gains`` ``{name: log g}`` such that the gradient quantity of parameter ``name`` is
     chi^(l) exp(log g) (for a dense parameter, log g includes log p of its input: chi_w = chi_b p).
     """
@@ -336,11 +337,13 @@ def theory_step(block: Block, act, h, state):
     probe: dict = {}
     sig, recs = _mf(block.body, _Sig(1.0, d, None if centred else m, log_p), ctx, probe)
     if sig.inc is not None:  # ended on a residual sum: p_out = p_in (1 + inc)
-        log_p_new = log_p + jnp.log1p(sig.inc)
+        log_growth = jnp.log1p(sig.inc)
+        log_p_new = log_p + log_growth
         d_new = sig.k / (1.0 + sig.inc)
         m_new = jnp.zeros_like(m) if sig.n is None else sig.n / jnp.sqrt(1.0 + sig.inc)
     else:
         log_p_new = _log_of(sig, ctx)
+        log_growth = log_p_new - log_p
         safe_r = jnp.where(sig.r > 0, sig.r, 1.0)
         d_new = jnp.where(sig.r > 0, sig.k / safe_r, 0.0)
         m_new = jnp.zeros_like(m) if sig.n is None else sig.n * jnp.exp(0.5 * (log_p - log_p_new))
@@ -348,7 +351,8 @@ def theory_step(block: Block, act, h, state):
     zero = jnp.zeros_like(log_p)
     log_factor = _backward(recs, zero, gains)
     return (log_p_new, d_new, m_new), dict(log_q=probe["log_q"], c=probe["c"], log_factor=log_factor,
-                                           gains=gains, log_q_acts=jnp.stack(probe["acts"]))
+                                           gains=gains, log_q_acts=jnp.stack(probe["acts"]),
+                                           log_growth=log_growth)
 
 
 # ------------------------------------------------------------------------------------------ samplers

@@ -10,6 +10,7 @@ from scipy import integrate
 import meanfield as mf
 from meanfield import asymptotics as asy
 from meanfield.activations import J_alpha
+from meanfield.blocks import BLOCKS
 from meanfield.cli import main
 from meanfield.theory import trajectory
 
@@ -248,9 +249,11 @@ def test_frn_without_residual_branch_has_flat_laws(act, sa2):
     (["--p0", "2"], "--p0 applies with --measure only"),
     (["--depth", "100"], "--depth applies with --measure only"),
     (["--act", "relu", "--alpha", "0.7"], "--alpha applies to --act alpha_relu only, not relu"),
-    (["--arch", "rrn", "--sa2", "1"], "--sa2 applies to --arch frn, preact, basic only"),
+    (["--arch", "rrn", "--sa2", "1"],
+     f"--sa2 applies to --arch {', '.join(n for n, b in BLOCKS.items() if 'sa2' in b.fields)} only"),
     (["--arch", "ff", "--measure", "--depth", "100"],
-     "--measure applies to residual networks (frn, rrn, preact, basic): feedforward laws are fixed points"),
+     f"--measure applies to residual networks ({', '.join(n for n, b in BLOCKS.items() if b.residual)}): "
+     "feedforward laws are fixed points"),
 ])
 def test_cli_laws_inapplicable_flags_exit_2(argv, message, capsys):
     base = {"--arch": "frn", "--act": "tanh", "--sw2": "1"}
@@ -266,3 +269,79 @@ def test_cli_laws_with_sv2_zero(capsys):
     assert main(["laws", "--arch", "frn", "--act", "tanh", "--sw2", "1", "--sv2", "0", "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["A"] == 0.0 and out["p_exponent"] == 0.0
+
+
+# ------------------------------------------------------------------ laws read off any block's own map
+BLOCK_VARS = dict(sw2=1.3, sv2=0.8, sb2=0.3, sa2=0.2)
+
+
+@pytest.mark.parametrize("arch, act", [("frn", "tanh"), ("frn", "erf"), ("rrn", "tanh"), ("frn", "relu")])
+def test_block_limits_reproduce_the_closed_forms(arch, act):
+    kw = BLOCK_VARS if arch == "frn" else dict(sw2=1.3, sb2=0.3)
+    lim = asy.block_limits(mf.Spec(arch, act, 1, **kw))
+    closed = asy.predict(arch, act, **kw)
+    if act == "relu":  # p -> B p + K with B = 1 + sv2 sw2 / 2, K = sv2 sb2 / 2 + sa2, R = B^L
+        assert lim["B"] == pytest.approx(1 + 0.8 * 1.3 / 2, rel=1e-13)
+        assert lim["K"] == pytest.approx(0.8 * 0.3 / 2 + 0.2, rel=1e-12)
+        assert lim["log_B"] == pytest.approx(closed.log_B, rel=1e-13)
+    else:
+        assert lim["k"] == pytest.approx(closed.p_prefactor, rel=1e-8)
+        assert lim["A"] == pytest.approx(closed.A, rel=1e-8)
+
+
+@pytest.mark.parametrize("act", ["tanh", "erf", "relu"])
+def test_preact_and_basic_limits_against_hand_derived_forms(act):
+    # preact: q = sw2 V(p) + sb2 -> q* = sw2 + sb2 (V -> 1), chi factor 1 + sv2 sw2 V'(q) E[phi'(u)^2], u ~ N(0, p);
+    # basic: q1 = sw2 p + sb2, q2 = sw2 V(q1) + sb2 -> q*, chi factor 1 + sv2 sw2^2 V'(q2) V'(q1)
+    sw2, sv2, sb2, sa2 = BLOCK_VARS.values()
+    pre = asy.block_limits(mf.Spec("preact", act, 1, **BLOCK_VARS))
+    basic = asy.block_limits(mf.Spec("basic", act, 1, **BLOCK_VARS))
+    if act == "relu":  # V(q) = q / 2, V' = 1 / 2
+        assert (pre["B"], pre["K"]) == pytest.approx((1 + sv2 * sw2 / 4, sv2 * sb2 / 2 + sa2), rel=1e-12)
+        assert (basic["B"], basic["K"]) == pytest.approx(
+            (1 + sv2 * sw2**2 / 4, sv2 * (sw2 * sb2 / 2 + sb2) / 2 + sa2), rel=1e-12)
+        assert pre["log_B"] == pytest.approx(math.log(pre["B"]), rel=1e-13)
+        assert basic["log_B"] == pytest.approx(math.log(basic["B"]), rel=1e-13)
+        return
+    phi = getattr(mf, act) if act == "tanh" else mf.erf
+    q_star = sw2 + sb2
+    k = sv2 * float(phi.V(q_star)) + sa2
+    tail = asy.KAPPA[act] * 2 * sv2 * sw2 * float(phi.Vp(q_star)) / math.sqrt(k)  # sqrt(p) E[phi'^2] -> kappa
+    assert pre["k"] == pytest.approx(k, rel=1e-8) and basic["k"] == pytest.approx(k, rel=1e-8)
+    assert pre["A"] == pytest.approx(tail, rel=1e-8)
+    assert basic["A"] == pytest.approx(tail * math.sqrt(sw2), rel=1e-8)
+
+
+@pytest.mark.parametrize("arch, act, depth", [("preact", "relu", 200), ("basic", "relu", 200),
+                                               ("preact", "tanh", 20_000), ("basic", "erf", 20_000)])
+def test_block_laws_hold_on_long_trajectories(arch, act, depth):
+    spec = mf.Spec(arch, act, depth, **BLOCK_VARS)
+    laws = asy.predict(arch, act, **BLOCK_VARS)
+    t = trajectory(spec)
+    if act == "relu":  # exact at every depth: p = B^l (p0 + K/(B-1)) - K/(B-1), R = B^L
+        lim = asy.block_limits(mf.Spec(arch, act, 1, **BLOCK_VARS))
+        B, K, l = lim["B"], lim["K"], np.arange(depth + 1)
+        np.testing.assert_allclose(t.log_p, np.log(B**l * (1 + K / (B - 1)) - K / (B - 1)), rtol=1e-12, atol=1e-12)
+        assert float(t.log_R) == pytest.approx(depth * laws.log_B, rel=1e-12)
+        return
+    got = asy.measure(t, laws)
+    assert got["p_exponent"]["value"] == pytest.approx(1.0, abs=5 * got["p_exponent"]["drift"] + 1e-3)
+    # o(sqrt L) corrections: the last octave is 0.2-0.4% above A at L = 2e4, within three drifts
+    assert abs(got["A"]["value"] - laws.A) < 3 * got["A"]["drift"]
+    assert t.p[-1] / depth == pytest.approx(laws.p_prefactor, rel=0.02)
+
+
+def test_constant_branch_scale_laws_are_the_scaled_frn(capsys):
+    # x <- x + kappa (V phi(W x + b) + a) is the FRN with kappa^2 sv2 and kappa^2 sa2
+    kappa = 0.5
+    scaled = asy.predict("frn", "tanh", branch_scale=kappa, **BLOCK_VARS)
+    same = asy.predict("frn", "tanh", **{**BLOCK_VARS, "sv2": kappa**2 * 0.8, "sa2": kappa**2 * 0.2})
+    assert scaled.A == pytest.approx(same.A, rel=1e-8)
+    assert scaled.p_prefactor == pytest.approx(same.p_prefactor, rel=1e-8)
+    out = _laws_json(capsys, "--arch", "preact", "--act", "relu", "--sw2", "1.3", "--sv2", "0.8", "--branch-scale",
+                     "0.5", "--measure", "--depth", "100")
+    assert out["log_B"] == pytest.approx(math.log(1 + 0.25 * 0.8 * 1.3 / 4), rel=1e-12)
+    assert out["measured"]["log_B"]["value"] == pytest.approx(out["log_B"], rel=1e-10)
+    with pytest.raises(SystemExit) as exc:
+        main(["laws", "--arch", "frn", "--act", "tanh", "--sw2", "1", "--branch-scale", "1/sqrt(L)"])
+    assert exc.value.code == 2 and "constant branch scale" in capsys.readouterr().err

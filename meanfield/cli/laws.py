@@ -6,6 +6,7 @@ import json
 import sys
 
 from ..blocks import BLOCKS
+from ..spec import DEPTH_SCALES
 from . import SUMMARY
 from .common import add_spec_args, die, json_ready, spec_from_args
 
@@ -23,7 +24,7 @@ def register(sub) -> None:
                     "not apply; for --arch ff the feedforward q*, chi_1, c*, xi_q, xi_c. With --measure "
                     "--depth L, also the values read off the theory trajectory of depth L over its last "
                     "octave, each with its drift from the octave before (docs/theory.md, section 5).")
-    add_spec_args(parser, formats=("table", "json"), depth_help=None)
+    add_spec_args(parser, formats=("table", "json"), depth_help=None, modifiers=True)
     parser.add_argument("--measure", action="store_true",
                         help="also measure the laws on the theory trajectory of depth --depth")
     parser.add_argument("--depth", type=int, default=None,
@@ -45,13 +46,17 @@ def run(args) -> int:
         die(f"--measure applies to residual networks ({residual}): feedforward laws are fixed points")
     if args.depth is not None and (args.depth < 8):
         die(f"depth must be an integer >= 8 to measure a tail slope, got {args.depth!r}")
+    scale = getattr(args, "branch_scale", None)
+    if scale is not None and scale.replace(" ", "") in DEPTH_SCALES:
+        die(f"--branch-scale {scale} makes every depth its own network: laws take a constant branch scale "
+            "(`meanfield figures --only branch_scale` draws the depth-scaled limit)")
     spec = spec_from_args(args, depth=args.depth or 1)
     from .. import asymptotics as asy  # after validation: importing jax is the slow part
 
     h = spec.hyper()
     try:
         laws = asy.predict(args.arch, args.act, sw2=float(h.sw2), sv2=float(h.sv2), sb2=float(h.sb2),
-                           sa2=float(h.sa2), alpha=float(h.alpha))
+                           sa2=float(h.sa2), alpha=float(h.alpha), branch_scale=float(h.branch_scale))
     except ValueError as err:
         die(str(err))
     d = laws.as_dict()
