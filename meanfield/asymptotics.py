@@ -418,6 +418,47 @@ def block_limits(spec: Spec) -> dict:
     raise ValueError(f"block_limits knows relu, tanh and erf, not {name}")
 
 
+@in_float64
+def depth_scaled_limit(spec: Spec, t=None) -> dict:
+    """The L -> infinity limit of a residual block with branch scale kappa = L^-1/2 (Stable ResNet).
+
+    With kappa^2 = 1/L each block moves p by p r(p) / L and multiplies chi by 1 + G(p) / L, r and G its
+    increment and chi factor at kappa = 1 (:func:`meanfield.blocks.theory_step`); at depth fraction
+    t = l / L the trajectory tends to the solution of
+
+        dp/dt = p r(p),   d log R / dt = G(p),   p(0) = p0, log R(0) = 0,
+
+    so p^(L) and log R(L) have finite limits instead of growing with depth. ``spec``: one network (its
+    branch scale is ignored). Returns ``{"t", "p", "log_R"}`` at ``t`` (default 0..1 in 101 steps),
+    integrated with scipy's LSODA to 1e-10.
+    """
+    from scipy.integrate import solve_ivp
+
+    from .blocks import theory_step
+
+    block = get_block(spec.arch)
+    if not (block.residual and (block.centred or spec.act.odd)):
+        raise ValueError(f"depth_scaled_limit applies to residual blocks whose stream stays centred, not {spec.arch}")
+    if spec.shape != ():
+        raise ValueError(f"depth_scaled_limit takes scalar hyperparameters, got shape {spec.shape}")
+    h = spec.hyper()
+    h = h._replace(**{f: jnp.full((1,), 1.0 if f == "branch_scale" else float(v)) for f, v in h._asdict().items()})
+
+    @jax.jit
+    def rates(log_p):
+        _, out = theory_step(block, spec.act, h, (jnp.reshape(log_p, (1,)), jnp.full((1,), 0.5), jnp.zeros((1,))))
+        return jnp.expm1(out["log_growth"][0]), jnp.expm1(out["log_factor"][0])
+
+    def rhs(_, y):  # y = (log p, log R)
+        r, g = rates(y[0])
+        return [float(r), float(g)]
+
+    t = np.linspace(0.0, 1.0, 101) if t is None else np.asarray(t, np.float64)
+    sol = solve_ivp(rhs, (0.0, float(t[-1])), [math.log(float(h.p0[0])), 0.0], t_eval=t, method="LSODA",
+                    rtol=1e-10, atol=1e-12)
+    return {"t": t, "p": np.exp(sol.y[0]), "log_R": sol.y[1]}
+
+
 def _block_laws(spec: Spec, base: dict) -> Laws:
     """The laws of a residual block without closed forms of its own (:func:`block_limits`)."""
     name, block = spec.act.name, get_block(spec.arch)

@@ -64,6 +64,15 @@ NETWORKS = (
     Net("alpha090_frn", "α-ReLU FRN, α = 0.9", "frn", "alpha_relu", RESNET, 0.9),
 )
 
+#: The further residual blocks (docs/blocks.md), with tanh and ReLU: their laws are read off each block's
+#: own mean-field map (:func:`meanfield.asymptotics.block_limits`).
+BLOCK_NETWORKS = (
+    Net("tanh_preact", "tanh pre-activation block", "preact", "tanh", TANH_FRN),
+    Net("relu_preact", "ReLU pre-activation block", "preact", "relu", RESNET),
+    Net("tanh_basic", "tanh two-layer branch (basic)", "basic", "tanh", TANH_FRN),
+    Net("relu_basic", "ReLU two-layer branch (basic)", "basic", "relu", RESNET),
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -179,7 +188,11 @@ def _law_curves(net: Net, laws: asy.Laws, l, th):
     L = int(l[-1])
     out = {}
     anchored = f"(anchored at l = {L:g})"
-    if net.family == "tanh":
+    if net.family == "tanh" and laws.e_star is None:  # a block without closed forms: p and R only
+        out["p"] = (laws.p_prefactor * l, f"law p = {laws.p_prefactor:.4g} l (the block's increment at large p)")
+        out["R"] = (np.exp(laws.A * (np.sqrt(l) - math.sqrt(L)) + th.log_R_of[L]),
+                    f"law ∝ exp({laws.A:.3f} √l) {anchored}")
+    elif net.family == "tanh":
         kappa = laws.p_prefactor
         s_coef = 2 * (1 - laws.e_star) * kappa
         delta = f"l^-{laws.delta_star:.3f}"
@@ -206,14 +219,14 @@ def _law_curves(net: Net, laws: asy.Laws, l, th):
         out["R"] = (np.exp(laws.R_exponent * np.log(l / L) + th.log_R_of[L]),
                     f"law ∝ L^{laws.R_exponent:.3g} {anchored}")
     else:  # p, s and R are shown divided by B^l (see dynamics_figure)
-        p = net.params
-        B = 1 + p["sv2"] * p["sw2"] / 2
-        K = p["sv2"] * p["sb2"] / 2 + p["sa2"]
+        lim = asy.block_limits(net.spec(1))
+        B, K = lim["B"], lim["K"]
         p_law = (1.0 + K / (B - 1)) - K / (B - 1) * np.exp(-l * math.log(B))  # p0 = 1
-        out["p"] = (p_law, "exact law p = B^l (p0 + K/(B-1)) − K/(B-1)")
-        out["gap"] = (laws.one_minus_e_coef * l**-2.0, f"law 1−e = {laws.one_minus_e_coef:.4g} l^-2")
-        out["s"] = (2 * p_law * laws.one_minus_e_coef * l**-2.0, "law s = 2 p (1−e)_law")
-        out["R"] = (np.ones_like(l), f"exact law R = B^l, B = {B:g}")
+        out["p"] = (p_law, f"exact law p = B^l (p0 + K/(B-1)) − K/(B-1), K = {K:.4g}")
+        if laws.one_minus_e_coef is not None:
+            out["gap"] = (laws.one_minus_e_coef * l**-2.0, f"law 1−e = {laws.one_minus_e_coef:.4g} l^-2")
+            out["s"] = (2 * p_law * laws.one_minus_e_coef * l**-2.0, "law s = 2 p (1−e)_law")
+        out["R"] = (np.ones_like(l), f"exact law R = B^l, B = {math.exp(laws.log_B):.4g}")
     return out
 
 
@@ -246,10 +259,11 @@ def dynamics_figure(net: Net, settings: Settings = QUICK, out_dir: str = "figure
     relu = net.family == "relu"
     # ReLU: p, s and R grow like B^l (overflowing float64 near l = 1700 for B = 1.5) and the exact law
     # would hide the theory; dividing by B^l (in the log domain) shows what is left on log-log axes.
-    log_B = math.log(1 + net.params["sv2"] * net.params["sw2"] / 2) if relu else 0.0
+    log_B = laws.log_B if relu else 0.0
+    one_minus_e = relu or laws.e_star is None  # no e* known: the gap panel shows 1 - e
     fig, axes = plt.subplots(2, 2, figsize=(10.5, 8.0))
     color = "C0" if net.family == "tanh" else ("C3" if relu else "C2")
-    gap_name = "1 − e" if relu else ("e (e* = 0)" if laws.e_star == 0 else f"|e − e*|, e* = {laws.e_star:.6g}")
+    gap_name = "1 − e" if one_minus_e else ("e (e* = 0)" if laws.e_star == 0 else f"|e − e*|, e* = {laws.e_star:.6g}")
     per_B = f" · B^−l, B = {math.exp(log_B):g}" if relu else ""
     panels = [("p", f"p = ⟨x²⟩ (squared length){per_B}"),
               ("gap", gap_name),
@@ -272,9 +286,8 @@ def dynamics_figure(net: Net, settings: Settings = QUICK, out_dir: str = "figure
                 log_sim = mean.log_chi[0] - mean.log_chi[sl] - log_B * sl
                 log_se = np.hypot(se.log_chi[0], se.log_chi[sl])
             else:
-                target = 0.0 if relu else laws.e_star
-                y_th = (1 - t.e[li]) if relu else np.abs(t.e[li] - target)
-                y_sim = (1 - mean.e[sl]) if relu else np.abs(mean.e[sl] - target)
+                y_th = (1 - t.e[li]) if one_minus_e else np.abs(t.e[li] - laws.e_star)
+                y_sim = (1 - mean.e[sl]) if one_minus_e else np.abs(mean.e[sl] - laws.e_star)
         ax.plot(l_th, mask(y_th), color=color, label="theory (mean field)", **THEORY_STYLE)
         shown = [y_th[np.isfinite(y_th) & (y_th > 0)]]
         if key == "gap":
@@ -285,8 +298,9 @@ def dynamics_figure(net: Net, settings: Settings = QUICK, out_dir: str = "figure
             ok = np.isfinite(log_sim) & (np.asarray(log_sim) < 700)
             shown.append(np.exp(np.asarray(log_sim)[ok]))
         law_curves = _law_curves(net, laws, l_th, th)
-        y_law, law_label = law_curves[key]
-        ax.plot(l_th, mask(y_law), label=law_label, **LAW_STYLE)
+        if key in law_curves:
+            y_law, law_label = law_curves[key]
+            ax.plot(l_th, mask(y_law), label=law_label, **LAW_STYLE)
         if key == "gap" and net.name == "tanh_frn":
             d_coef = asy.saturating_gap_correction(laws)
             gap_L = th.e[L] - laws.e_star
@@ -605,12 +619,14 @@ def exponent_table(settings: Settings = QUICK, out_dir: str = "figures") -> str:
              "| network | law | predicted | measured | drift | measured / predicted − 1 | L |",
              "|---|---|---|---|---|---|---|"]
     notes = []
-    for net in NETWORKS:
+    for net in NETWORKS + BLOCK_NETWORKS:
         L = settings.depth(net)
         laws = net.laws()
         m = asy.measure(trajectory(net.spec(L)), laws)
         for key, what in _ROWS[net.family]:
             pred = getattr(laws, key)
+            if pred is None:  # a block whose laws are read off its map: p and R only
+                continue
             got = m.get(key, {"value": None, "drift": None})
             rel = (f"{got['value'] / pred - 1:+.2%}" if pred and got["value"] is not None else "—")
             if key == "e_star" and got["value"] is not None:
@@ -660,8 +676,78 @@ law is right as l → ∞ and the trajectory is right at finite l:
 """
 
 
+# ----------------------------------------------------------------------------- depth-scaled branches
+#: The networks of :func:`branch_scale_figure`: (net, colour).
+SCALED = ((Net("tanh_frn", "tanh FRN", "frn", "tanh", TANH_FRN), "C0"),
+          (Net("relu_frn", "ReLU FRN", "frn", "relu", RESNET), "C3"))
+
+
+def branch_scale_figure(settings: Settings = QUICK, out_dir: str = "figures") -> str:
+    """p^(L) and log R(L) of FRNs whose branches are scaled by kappa = L^-1/2, against depth L.
+
+    Each depth L is its own network (its kappa depends on L). Theory: lines to L = ``grad_depth``;
+    simulation: markers at depths up to ``sim_depth``; the L -> infinity limit of
+    :func:`meanfield.asymptotics.depth_scaled_limit` (dashed), and the same networks with kappa = 1 (thin
+    grey), which grow without bound. Returns the path.
+    """
+    import jax
+
+    from .simulate import simulate
+    from .theory import trajectory
+
+    plt = _pyplot()
+    L_max = settings.grad_depth
+    Ls = np.unique(np.geomspace(1, L_max, 40).astype(int))
+    L_sim = np.unique(np.geomspace(2, min(settings.sim_depth, L_max), 3).astype(int))
+    fig, (ax_p, ax_r) = plt.subplots(1, 2, figsize=(12, 5.0))
+    masks = (_Masker(), _Masker())
+    for net, color in SCALED:
+        # one compiled trajectory of depth L_max over a grid of kappa: network i is its prefix of depth Ls[i]
+        grid = trajectory(Spec(net.arch, net.act, L_max, **net.params, branch_scale=Ls.astype(float) ** -0.5))
+        rows = np.arange(len(Ls))
+        p_L = grid.p[rows, Ls]
+        log_R = grid.log_chi[rows, 0] - grid.log_chi[rows, Ls]
+        plain = trajectory(net.spec(L_max))
+        limit = asy.depth_scaled_limit(net.spec(1), t=[0.0, 1.0])
+        ax_p.plot(Ls, masks[0](p_L), color=color, label=f"{net.title}: theory, κ = L^-1/2", **THEORY_STYLE)
+        ax_r.plot(Ls, masks[1](np.exp(log_R)), color=color, label=f"{net.title}: theory, κ = L^-1/2", **THEORY_STYLE)
+        ax_p.plot(Ls, masks[0](plain.p[Ls]), color="0.55", lw=1.0,
+                  label=f"{net.title}: κ = 1 (unscaled)")
+        ax_r.plot(Ls, masks[1](np.exp(plain.log_chi[0] - plain.log_chi[Ls])), color="0.55", lw=1.0,
+                  label=f"{net.title}: κ = 1 (unscaled)")
+        dashed = {**LAW_STYLE, "color": color}
+        ax_p.axhline(limit["p"][-1], label=f"limit L → ∞: {limit['p'][-1]:.4g}", **dashed)
+        ax_r.axhline(math.exp(limit["log_R"][-1]), label=f"limit L → ∞: R = {math.exp(limit['log_R'][-1]):.4g}",
+                     **dashed)
+        dtype = "float32" if net.family == "tanh" else "float64"
+        for L in L_sim:
+            mean, se = simulate(Spec(net.arch, net.act, int(L), **net.params, branch_scale="1/sqrt(L)"),
+                                settings.width, settings.samples, jax.random.key(settings.seed), "fast", dtype)
+            mean, se = mean.to_numpy(), se.to_numpy()
+            first = L == L_sim[0]
+            _log_errorbar(ax_p, masks[0], [L], [mean.log_p[-1]], [se.log_p[-1]], color,
+                          f"{net.title}: simulation N={settings.width}" if first else None)
+            _log_errorbar(ax_r, masks[1], [L], [mean.log_chi[0] - mean.log_chi[-1]],
+                          [math.hypot(se.log_chi[0], se.log_chi[-1])], color, None)
+    for ax, mask, ylabel in ((ax_p, masks[0], "p⁽ᴸ⁾ (squared length at the output)"),
+                             (ax_r, masks[1], "R(L) = χ⁽⁰⁾/χ⁽ᴸ⁾ (gradient growth)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_ylim(0.5, 1e3)
+        _log_log_panel(ax, mask, "depth L (each L its own network)", ylabel, "", "upper left")
+    fig.suptitle("Branches scaled by κ = L^-1/2 (x ← x + κ (V φ(W x + b) + a)): p⁽ᴸ⁾ and R(L) stay finite as "
+                 f"L grows\nFRNs as in the dynamics figures, p0 = 1; markers: width {settings.width}, "
+                 f"{settings.samples} networks, ±1 s.e.; grey: the same networks without the scale (off the "
+                 "top for ReLU)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    path = os.path.join(out_dir, "branch_scale.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 # -------------------------------------------------------------------------------------- all figures
-FIGURES = ("dynamics", "tanh_gradients", "phase_diagram", "exponents")
+FIGURES = ("dynamics", "blocks", "branch_scale", "tanh_gradients", "phase_diagram", "exponents")
 
 
 def build_all(out_dir: str = "figures", settings: Settings = QUICK, only=None, log=print) -> list:
@@ -674,6 +760,10 @@ def build_all(out_dir: str = "figures", settings: Settings = QUICK, only=None, l
     jobs = []
     if "dynamics" in only:
         jobs += [(lambda net=net: dynamics_figure(net, settings, out_dir)) for net in NETWORKS]
+    if "blocks" in only:
+        jobs += [(lambda net=net: dynamics_figure(net, settings, out_dir)) for net in BLOCK_NETWORKS]
+    if "branch_scale" in only:
+        jobs.append(lambda: branch_scale_figure(settings, out_dir))
     if "tanh_gradients" in only:
         jobs.append(lambda: tanh_gradients_figure(settings, out_dir))
     if "phase_diagram" in only:

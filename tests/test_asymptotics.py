@@ -345,3 +345,22 @@ def test_constant_branch_scale_laws_are_the_scaled_frn(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["laws", "--arch", "frn", "--act", "tanh", "--sw2", "1", "--branch-scale", "1/sqrt(L)"])
     assert exc.value.code == 2 and "constant branch scale" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch, act", [("frn", "relu"), ("frn", "tanh"), ("basic", "relu")])
+def test_depth_scaled_branches_have_a_finite_limit(arch, act):
+    # kappa = L^-1/2: p^(L) and log R(L) converge (like 1/L) to the solution of dp/dt = p r(p),
+    # d log R/dt = G(p) on t in [0, 1]; for ReLU FRN that is p = e^c (p0 + K/c) - K/c, log R = c, c = sv2 sw2 / 2
+    kw = dict(sw2=1.0, sv2=1.0, sb2=0.5, sa2=0.5)
+    lim = asy.depth_scaled_limit(mf.Spec(arch, act, 1, **kw), t=[0.0, 1.0])
+    if (arch, act) == ("frn", "relu"):
+        c, K = 0.5, 0.75
+        assert lim["p"][-1] == pytest.approx(math.exp(c) * (1 + K / c) - K / c, rel=1e-9)
+        assert lim["log_R"][-1] == pytest.approx(c, rel=1e-9)
+    errors = []
+    for L in (100, 1000):
+        t = trajectory(mf.Spec(arch, act, L, **kw, branch_scale="1/sqrt(L)"))
+        errors.append((abs(t.p[-1] / lim["p"][-1] - 1), abs(float(t.log_R) / lim["log_R"][-1] - 1)))
+    (p100, r100), (p1000, r1000) = errors
+    assert p1000 < 2e-3 and r1000 < 2e-3
+    assert 5 < p100 / p1000 < 20 and 5 < r100 / r1000 < 20  # O(1/L)

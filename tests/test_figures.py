@@ -16,7 +16,8 @@ def _is_png(path):
     return head == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("net", [F.NETWORKS[1], F.NETWORKS[2], F.NETWORKS[4]], ids=lambda n: n.name)
+@pytest.mark.parametrize("net", [F.NETWORKS[1], F.NETWORKS[2], F.NETWORKS[4], F.BLOCK_NETWORKS[3]],
+                         ids=lambda n: n.name)
 def test_dynamics_figure_writes_png(net, tmp_path):
     path = F.dynamics_figure(net, F.TINY, str(tmp_path))
     assert _is_png(path) and (tmp_path / path.split("/")[-1]).stat().st_size > 10_000
@@ -121,3 +122,15 @@ def test_cli_figures_bad_out(tmp_path, capsys):
         main(["figures", "--out", str(target), "--only", "exponents"])
     assert exc.value.code == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_figure_choices_of_the_command_are_the_builders():
+    from meanfield.cli.figures import CHOICES
+
+    assert CHOICES == F.FIGURES
+
+
+@pytest.mark.slow
+def test_branch_scale_figure_writes_png(tmp_path):
+    path = F.branch_scale_figure(F.TINY, str(tmp_path))
+    assert _is_png(path) and (tmp_path / "branch_scale.png").stat().st_size > 10_000

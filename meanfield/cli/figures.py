@@ -7,7 +7,7 @@ import time
 from . import SUMMARY
 from .common import die
 
-CHOICES = ("dynamics", "tanh_gradients", "phase_diagram", "exponents")
+CHOICES = ("dynamics", "blocks", "branch_scale", "tanh_gradients", "phase_diagram", "exponents")
 
 
 def register(sub) -> None:
