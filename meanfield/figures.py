@@ -122,6 +122,17 @@ def _fmt_params(net: Net) -> str:
     return ", ".join(f"{sym}={net.params[k]:g}" for k, sym in _VARIANCES if k in net.fields)
 
 
+def _save(fig, title: str, top: float, out_dir: str, name: str) -> str:
+    """Title ``fig`` (the top ``1 - top`` of the page), write it to ``out_dir/name`` and close it."""
+    plt = _pyplot()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, top))
+    path = os.path.join(out_dir, name)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 # ------------------------------------------------------------------------------------- masking
 class _Masker:
     """Masks values a log axis cannot show (or that overflowed) and counts them for the panel's note."""
@@ -326,14 +337,10 @@ def dynamics_figure(net: Net, settings: Settings = QUICK, out_dir: str = "figure
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7, loc="best")
         mask.note(ax)
-    fig.suptitle(f"{net.title} ({_fmt_params(net)}, p0 = 1, γ0 = 0.5)\n"
+    return _save(fig, f"{net.title} ({_fmt_params(net)}, p0 = 1, γ0 = 0.5)\n"
                  f"line: theory to l = {L:,}; markers: simulation, width {settings.width}, "
-                 f"{settings.samples} networks, ±1 s.e.; dashed: asymptotic law", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
-    path = os.path.join(out_dir, f"dynamics_{net.name}.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+                 f"{settings.samples} networks, ±1 s.e.; dashed: asymptotic law",
+                 0.94, out_dir, f"dynamics_{net.name}.png")
 
 
 # --------------------------------------------------------------------------------- tanh gradients
@@ -475,15 +482,10 @@ def tanh_gradients_figure(settings: Settings = QUICK, out_dir: str = "figures") 
     ax2.set_title(f"(c) local slope at L = {L:,}: {value:.4f} ± {drift:.1e} ({100 * (value / A - 1):+.2f}%)")
     ax2.grid(True, alpha=0.3)
     ax2.legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"tanh FRN gradients (σw²={p['sw2']:g}, σv²={p['sv2']:g}, σb²={p['sb2']:g}, "
+    return _save(fig, f"tanh FRN gradients (σw²={p['sw2']:g}, σv²={p['sv2']:g}, σb²={p['sb2']:g}, "
                  f"σa²={p['sa2']:g}, p0 = 1): lines theory (mean field), markers simulation (width "
                  f"{settings.width}, {settings.samples} networks, depth {Ls}, ±1 s.e.), dashed laws",
-                 fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    path = os.path.join(out_dir, "tanh_gradients.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+                 0.95, out_dir, "tanh_gradients.png")
 
 
 # ---------------------------------------------------------------------------------- phase diagram
@@ -577,13 +579,8 @@ def phase_diagram_figure(settings: Settings = QUICK, out_dir: str = "figures") -
     axc.set_ylim(lo, hi * 30)  # headroom for the legend above the curves
     axc.legend(fontsize=7, loc="upper right")
     mc.note(axc)
-    fig.suptitle("Feedforward phase diagram vs residual laws: lines theory (mean field), dashed laws; "
-                 "inputs p0 = 1, γ0 = 0.5", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    path = os.path.join(out_dir, "phase_diagram.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, "Feedforward phase diagram vs residual laws: lines theory (mean field), dashed laws; "
+                 "inputs p0 = 1, γ0 = 0.5", 0.95, out_dir, "phase_diagram.png")
 
 
 # ------------------------------------------------------------------------------------ exponent table
@@ -713,8 +710,9 @@ def branch_scale_figure(settings: Settings = QUICK, out_dir: str = "figures") ->
         ax_r.plot(Ls, masks[1](np.exp(log_R)), color=color, label=f"{net.title}: theory, κ = L^-1/2", **THEORY_STYLE)
         ax_p.plot(Ls, masks[0](plain.p[Ls]), color="0.55", lw=1.0,
                   label=f"{net.title}: κ = 1 (unscaled)")
-        ax_r.plot(Ls, masks[1](np.exp(plain.log_chi[0] - plain.log_chi[Ls])), color="0.55", lw=1.0,
-                  label=f"{net.title}: κ = 1 (unscaled)")
+        with np.errstate(over="ignore"):  # the unscaled ReLU R overflows: masked and counted
+            ax_r.plot(Ls, masks[1](np.exp(plain.log_chi[0] - plain.log_chi[Ls])), color="0.55", lw=1.0,
+                      label=f"{net.title}: κ = 1 (unscaled)")
         dashed = {**LAW_STYLE, "color": color}
         ax_p.axhline(limit["p"][-1], label=f"limit L → ∞: {limit['p'][-1]:.4g}", **dashed)
         ax_r.axhline(math.exp(limit["log_R"][-1]), label=f"limit L → ∞: R = {math.exp(limit['log_R'][-1]):.4g}",
@@ -731,19 +729,12 @@ def branch_scale_figure(settings: Settings = QUICK, out_dir: str = "figures") ->
                           [math.hypot(se.log_chi[0], se.log_chi[-1])], color, None)
     for ax, mask, ylabel in ((ax_p, masks[0], "p⁽ᴸ⁾ (squared length at the output)"),
                              (ax_r, masks[1], "R(L) = χ⁽⁰⁾/χ⁽ᴸ⁾ (gradient growth)")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
         ax.set_ylim(0.5, 1e3)
         _log_log_panel(ax, mask, "depth L (each L its own network)", ylabel, "", "upper left")
-    fig.suptitle("Branches scaled by κ = L^-1/2 (x ← x + κ (V φ(W x + b) + a)): p⁽ᴸ⁾ and R(L) stay finite as "
-                 f"L grows\nFRNs as in the dynamics figures, p0 = 1; markers: width {settings.width}, "
+    return _save(fig, "Branches scaled by κ = L^-1/2 (x ← x + κ (V φ(W x + b) + a)): p⁽ᴸ⁾ and R(L) stay "
+                 f"finite as L grows\nFRNs as in the dynamics figures, p0 = 1; markers: width {settings.width}, "
                  f"{settings.samples} networks, ±1 s.e.; grey: the same networks without the scale (off the "
-                 "top for ReLU)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
-    path = os.path.join(out_dir, "branch_scale.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+                 "top for ReLU)", 0.92, out_dir, "branch_scale.png")
 
 
 # -------------------------------------------------------------------------------------- all figures
