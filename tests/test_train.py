@@ -249,6 +249,7 @@ def test_no_recompilation_for_new_variances(tiny_data):
             trainer.evaluate_grid._cache_size()) == sizes
 
 
+@pytest.mark.slow  # sharding is covered by tests/test_parallel.py; this runs a training grid twice
 def test_sharded_grid_matches_single_device(tmp_path):
     """With 4 (forced host) devices a grid of 3 is padded to 4, sharded, and gives the same results."""
     script = textwrap.dedent("""
