@@ -2,8 +2,9 @@
 
 A block is a tuple of primitives applied to the residual stream x (width N):
 
-``Dense(name, var)``
-    x <- W x with W_ij ~ N(0, var / N) (``var`` names a variance field: ``sw2``, ``sv2``).
+``Dense(name, var, width)``
+    x <- W x with W_ij ~ N(0, var / fan_in) (``var`` names a variance field: ``sw2``, ``sv2``); the
+    output has the stream's width N, or ``width`` N for a width field (``bottleneck``: an inner width).
 ``Bias(name, var)``
     x <- x + b with b_i ~ N(0, var).
 ``Act()``
@@ -45,15 +46,34 @@ from typing import NamedTuple
 
 #: The fields of a :class:`Trajectory` that report parameter gradients, by parameter name.
 GRADIENT_FIELDS = ("a", "b", "w", "v")
+#: Width fields (a dense layer's output width as a multiple r of the stream's width N) and their defaults.
+#: A width is static: it sets the samplers' and the model's shapes, so a new value compiles anew. At
+#: width N a layer has round(r N) units (half up), at least 1.
+WIDTHS = {"bottleneck": 0.25}
+#: The decay exponent of each variance: at layer l the variance is var l^-decay (l = 1..L).
+DECAYS = {"sw2": "decay_w", "sv2": "decay_v", "sb2": "decay_b", "sa2": "decay_a"}
 
 
 # ------------------------------------------------------------------------------------------ primitives
 @dataclasses.dataclass(frozen=True)
 class Dense:
-    """x <- W x, W_ij ~ N(0, var / N); ``name`` is the parameter, ``var`` the variance field."""
+    """x <- W x, W_ij ~ N(0, var / fan_in); ``name`` is the parameter, ``var`` the variance field.
+
+    ``width``: the output's width relative to the stream's, None for the stream's own, a field of
+    :data:`WIDTHS` in a registered block, the ratio r itself once resolved (:meth:`Block.at`).
+    """
 
     name: str
     var: str
+    width: object = None
+
+    def ratio(self) -> float:
+        """The output width relative to the stream's (r; 1 for None)."""
+        if self.width is None:
+            return 1.0
+        if isinstance(self.width, str):
+            return float(WIDTHS[self.width])
+        return float(self.width)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +143,49 @@ class Block:
         return frozenset(p.var for _, p in self.params) | scales
 
     @property
+    def widths(self) -> frozenset:
+        """The width fields (:data:`WIDTHS`) this block's dense layers name."""
+        return frozenset(p.width for _, p in self.params if isinstance(p, Dense) and isinstance(p.width, str))
+
+    def at(self, values: dict) -> "Block":
+        """This block with its width fields replaced by their numbers ``values[field]`` (the block itself
+        when it names none): the form the engines compile, one program per width."""
+        if not self.widths:
+            return self
+
+        def fix(prims):
+            return tuple(Residual(fix(p.branch), p.scale) if isinstance(p, Residual)
+                         else dataclasses.replace(p, width=float(values[p.width]))
+                         if isinstance(p, Dense) and isinstance(p.width, str) else p for p in prims)
+
+        return dataclasses.replace(self, body=fix(self.body))
+
+    def shapes(self, n: int) -> dict:
+        """Parameter shapes at stream width ``n``: ``(fan_in, fan_out)`` of a dense, ``(width,)`` of a
+        bias. ValueError where a width field leaves a layer without units."""
+        out = {}
+
+        def walk(prims, w):
+            for p in prims:
+                if isinstance(p, Dense):
+                    w_out = n if p.width is None else int(math.floor(p.ratio() * n + 0.5))
+                    if w_out < 1:
+                        field = p.width if isinstance(p.width, str) else "bottleneck"
+                        raise ValueError(f"{field} r = {p.ratio():g} at width N = {n} leaves layer {p.name} "
+                                         f"without units: round(r N) must be >= 1 (r >= {0.5 / n:g})")
+                    out[p.name] = (w, w_out)
+                    w = w_out
+                elif isinstance(p, Bias):
+                    out[p.name] = (w,)
+                elif isinstance(p, Residual):
+                    if walk(p.branch, w) != w:
+                        raise ValueError(f"block {self.name}: a residual branch must end at the stream's width")
+            return w
+
+        walk(self.body, n)
+        return out
+
+    @property
     def residual(self) -> bool:
         """Whether the block adds its input back (a residual sum at its top level): False for ``ff``."""
         return any(isinstance(p, Residual) for p in self.body)
@@ -136,10 +199,16 @@ class Block:
 
     def tape_rows(self, sampler: str) -> int:
         """Vectors of length N a sampler keeps per layer for the backward pass: the fast sampler a basis
-        and two Gaussian rows per dense primitive, both phi'(h) (fast) or h (dense) per activation."""
-        prims = self.primitives()
-        acts = sum(isinstance(p, Act) for p in prims)
-        return 4 * sum(isinstance(p, Dense) for p in prims) + acts if sampler == "fast" else acts
+        (input width) and two Gaussian rows (output width) per dense primitive, both phi'(h) (fast) or h
+        (dense) per activation; rows of another width count as that width over N, rounded up."""
+        rows, w = 0.0, 1.0
+        for p in self.primitives():
+            if isinstance(p, Dense):
+                rows += 2 * (w + p.ratio()) if sampler == "fast" else 0.0
+                w = p.ratio()
+            elif isinstance(p, Act):
+                rows += w
+        return int(math.ceil(rows - 1e-9))
 
     def dense_key_slots(self) -> tuple[tuple, tuple]:
         """(matrix names, bias names) in key order: the dense sampler's per-layer key layout."""
@@ -199,6 +268,11 @@ BLOCKS = {
     "basic": Block("basic", (Residual(_FRN_BRANCH[:3] + (Dense("w2", "sw2"), Bias("b2", "sb2")) + _FRN_BRANCH[2:],
                                       _KAPPA),),
                    "two-layer branch: x <- x + kappa (V phi(W2 phi(W x + b) + b2) + a)"),
+    "bottleneck": Block("bottleneck", (Residual((Dense("w", "sw2", "bottleneck"), Bias("b", "sb2"), Act(),
+                                                 Dense("w2", "sw2", "bottleneck"), Bias("b2", "sb2"))
+                                                + _FRN_BRANCH[2:], _KAPPA),),
+                        "basic with inner width r N (--bottleneck r, default 1/4): "
+                        "x <- x + kappa (V phi(W2 phi(W x + b) + b2) + a), W: N -> rN, W2: rN -> rN, V: rN -> N"),
 }
 #: The built-in blocks' names (the command line's --arch choices).
 ARCHS = tuple(BLOCKS)
@@ -212,6 +286,17 @@ def get_block(arch) -> Block:
         return BLOCKS[arch]
     except (KeyError, TypeError):
         raise ValueError(f"arch must be one of {', '.join(BLOCKS)}; got {arch!r}") from None
+
+
+def at_layer(h, l):
+    """``h`` (a NamedTuple of hyperparameters) with the variances of layer ``l`` >= 1: each variance of
+    :data:`DECAYS` times l^-decay (a decay field that ``h`` lacks counts as 0). Exact for decay 0: the
+    factor exp(-0 log l) is 1, so the plain block's numbers are kept bit for bit."""
+    import jax.numpy as jnp
+
+    log_l = jnp.log(l)
+    return h._replace(**{v: getattr(h, v) * jnp.exp(-getattr(h, d, 0.0) * log_l)
+                         for v, d in DECAYS.items() if hasattr(h, v)})
 
 
 # ------------------------------------------------------------------------------------------ theory
@@ -246,7 +331,8 @@ def _mf(prims, sig: _Sig, ctx: _Ctx, probe: dict):
     """Push ``sig`` through ``prims``: (sig, backward records in forward order).
 
     Records: ``("dense", name, log s2, log p of the input)``, ``("bias", name)``, ``("act", log V'(q))``,
-    ``("residual", records of the branch, log kappa^2 or None)``. ``probe`` receives log q and c at the
+    ``("residual", records of the branch, log kappa^2 or None)``; a dense record's log s2 includes
+    log(fan_out / fan_in) where the widths differ (the chi gain of W^T). ``probe`` receives log q and c at the
     first activation that follows a dense primitive (the preactivation h = W x + b), and ``acts`` the
     log q of every activation (for the table range check of tabulated activations).
     """
@@ -254,10 +340,14 @@ def _mf(prims, sig: _Sig, ctx: _Ctx, probe: dict):
 
     act, h = ctx.act, ctx.h
     recs = []
+    width = 1.0  # the signal's width relative to the stream's (a branch starts on the stream)
     for p in prims:
         if isinstance(p, Dense):
             s2 = getattr(h, p.var)
-            recs.append(("dense", p.name, jnp.log(s2), _log_of(sig, ctx)))
+            # chi per unit: var / fan_in summed over fan_out units, var times the ratio of the widths
+            log_gain = jnp.log(s2) if p.ratio() == width else jnp.log(s2) + math.log(p.ratio() / width)
+            width = p.ratio()
+            recs.append(("dense", p.name, log_gain, _log_of(sig, ctx)))
             probe["dense"] = True
             sig = _Sig(s2 * sig.r, s2 * sig.k)
         elif isinstance(p, Bias):
@@ -435,13 +525,15 @@ def _msq(v):
     return jnp.mean(v * v)
 
 
-def fast_layers(block: Block, act, n: int, dtype, hp):
+def fast_layers(block: Block, act, n: int, dtype):
     """(forward, backward) layer functions of the fast (exact conditional) sampler for one network.
 
-    ``forward(x_pair, keys) -> (new pair, stats, tape)`` and ``backward(g, tape, keys) -> (g_prev, stats)``
-    with ``keys`` the layer's two keys (forward draws, backward fresh vectors). Forward stats: ``q, lam``
-    at the first activation's input and ``in_NAME`` (mean square of input 1) per dense parameter;
-    backward stats: ``chi`` and ``g_NAME`` (mean square of the gradient at the parameter's output).
+    ``forward(x_pair, keys, hp) -> (new pair, stats, tape)`` and ``backward(g, tape, keys, hp) ->
+    (g_prev, stats)`` with ``keys`` the layer's two keys (forward draws, backward fresh vectors) and
+    ``hp`` the layer's hyperparameters (:func:`at_layer`). Forward stats: ``q, lam`` at the first
+    activation's input and ``in_NAME`` (mean square of input 1) per dense parameter; backward stats:
+    ``chi`` and ``g_NAME`` (mean square of the gradient at the parameter's output). A layer of another
+    width than N takes the first coordinates of rows of the widest layer's length.
     """
     import jax
     import jax.numpy as jnp
@@ -449,21 +541,26 @@ def fast_layers(block: Block, act, n: int, dtype, hp):
 
     rtol = 4.0 * math.sqrt(float(np.finfo(dtype).eps))
     prims = block.primitives()
+    shapes = block.shapes(n)
+    n_max = max(s[-1] for s in shapes.values()) if shapes else n
     n_fwd = sum(2 if isinstance(p, Dense) else 1 if isinstance(p, Bias) else 0 for p in prims)
     n_bwd = sum(isinstance(p, Dense) for p in prims)
-    scale = {p.name: jnp.sqrt(getattr(hp, p.var) / n) if isinstance(p, Dense) else jnp.sqrt(getattr(hp, p.var))
-             for _, p in block.params}
 
-    def run(seq, x, draw, row, stats, tapes, kap=None):
+    def scales(hp):
+        return {name: jnp.sqrt(getattr(hp, p.var) / shapes[name][0]) if isinstance(p, Dense)
+                else jnp.sqrt(getattr(hp, p.var)) for name, p in block.params}
+
+    def run(seq, x, draw, row, stats, tapes, scale, hp, kap=None):
         for p in seq:
             if isinstance(p, Dense):
                 q, r = _basis(x, rtol)
                 stats["in_" + p.name] = _msq(x[0])
-                tapes.append(dict(q=q, z=draw[row:row + 2]))
-                x = _push_forward(r, draw[row:row + 2], scale[p.name])
+                z = draw[row:row + 2, :shapes[p.name][1]]
+                tapes.append(dict(q=q, z=z))
+                x = _push_forward(r, z, scale[p.name])
                 row += 2
             elif isinstance(p, Bias):
-                x = x + _times(kap, scale[p.name] * draw[row])
+                x = x + _times(kap, scale[p.name] * draw[row, :x.shape[-1]])
                 row += 1
             elif isinstance(p, Act):
                 _probe(stats, x)
@@ -472,48 +569,48 @@ def fast_layers(block: Block, act, n: int, dtype, hp):
             else:
                 body, bias = _split_trailing_bias(p.branch)
                 kap_p = _kappa(p, hp)
-                branch, row = run(body, x, draw, row, stats, tapes)
+                branch, row = run(body, x, draw, row, stats, tapes, scale, hp)
                 x = _times(kap_p, branch) + x
                 if bias is not None:
-                    x, row = run((bias,), x, draw, row, stats, tapes, kap_p)
+                    x, row = run((bias,), x, draw, row, stats, tapes, scale, hp, kap_p)
         return x, row
 
-    def forward(x_pair, keys):
-        draw = jax.random.normal(keys[0], (n_fwd, n), dtype)
+    def forward(x_pair, keys, hp):
+        draw = jax.random.normal(keys[0], (n_fwd, n_max), dtype)
         stats, tapes = {}, []
-        new, _ = run(block.body, x_pair, draw, 0, stats, tapes)
+        new, _ = run(block.body, x_pair, draw, 0, stats, tapes, scales(hp), hp)
         return new, stats, tapes
 
-    def back(seq, g, tapes, fresh, row, stats):
+    def back(seq, g, tapes, fresh, row, stats, scale, hp):
         for p in reversed(seq):
             if isinstance(p, Dense):
                 row -= 1
                 t = tapes.pop()
                 stats["g_" + p.name] = _msq(g)
-                g = _pull_back(t["q"], t["z"], fresh[row], g, scale[p.name])
+                g = _pull_back(t["q"], t["z"], fresh[row, :shapes[p.name][0]], g, scale[p.name])
             elif isinstance(p, Bias):
                 stats["g_" + p.name] = _msq(g)
             elif isinstance(p, Act):
                 g = tapes.pop()["dphi"] * g
             else:
-                g_branch, row = back(p.branch, _times(_kappa(p, hp), g), tapes, fresh, row, stats)
+                g_branch, row = back(p.branch, _times(_kappa(p, hp), g), tapes, fresh, row, stats, scale, hp)
                 g = g_branch + g
         return g, row
 
-    def backward(g, tape, keys):
-        fresh = jax.random.normal(keys[1], (n_bwd, n), dtype)
+    def backward(g, tape, keys, hp):
+        fresh = jax.random.normal(keys[1], (n_bwd, n_max), dtype)
         stats = dict(chi=_msq(g))
-        g_prev, _ = back(block.body, g, list(tape), fresh, n_bwd, stats)
+        g_prev, _ = back(block.body, g, list(tape), fresh, n_bwd, stats, scales(hp), hp)
         return g_prev, stats
 
     return forward, backward
 
 
-def dense_layers(block: Block, act, n: int, dtype, hp):
-    """(forward, backward) layer functions of the dense sampler: real N x N matrices from layer keys.
+def dense_layers(block: Block, act, n: int, dtype):
+    """(forward, backward) layer functions of the dense sampler: real matrices from layer keys.
 
     ``keys``: one per matrix of ``block.dense_key_slots()``, then one for all bias rows; the backward
-    pass redraws the matrices from their keys. Stats as for :func:`fast_layers`.
+    pass redraws the matrices from their keys. Arguments and stats as for :func:`fast_layers`.
     """
     import jax
     import jax.numpy as jnp
@@ -522,18 +619,21 @@ def dense_layers(block: Block, act, n: int, dtype, hp):
     slot = {name: i for i, name in enumerate(mats)}
     bias_row = {name: i for i, name in enumerate(biases)}
     kinds = dict(block.params)
+    shapes = block.shapes(n)
+    n_max = max(s[-1] for s in shapes.values()) if shapes else n
 
-    def mat(keys, name):
-        c = jnp.sqrt(getattr(hp, kinds[name].var) / n)
-        return c * jax.random.normal(keys[slot[name]], (n, n), dtype)
+    def mat(keys, name, hp):
+        fan_in, fan_out = shapes[name]
+        c = jnp.sqrt(getattr(hp, kinds[name].var) / fan_in)
+        return c * jax.random.normal(keys[slot[name]], (fan_out, fan_in), dtype)
 
-    def run(seq, x, keys, bias_draw, stats, tapes, kap=None):
+    def run(seq, x, keys, bias_draw, stats, tapes, hp, kap=None):
         for p in seq:
             if isinstance(p, Dense):
                 stats["in_" + p.name] = _msq(x[0])
-                x = x @ mat(keys, p.name).T
+                x = x @ mat(keys, p.name, hp).T
             elif isinstance(p, Bias):
-                x = x + _times(kap, jnp.sqrt(getattr(hp, p.var)) * bias_draw[bias_row[p.name]])
+                x = x + _times(kap, jnp.sqrt(getattr(hp, p.var)) * bias_draw[bias_row[p.name], :x.shape[-1]])
             elif isinstance(p, Act):
                 _probe(stats, x)
                 tapes.append(x[0])
@@ -541,33 +641,33 @@ def dense_layers(block: Block, act, n: int, dtype, hp):
             else:
                 body, bias = _split_trailing_bias(p.branch)
                 kap_p = _kappa(p, hp)
-                x = _times(kap_p, run(body, x, keys, bias_draw, stats, tapes)) + x
+                x = _times(kap_p, run(body, x, keys, bias_draw, stats, tapes, hp)) + x
                 if bias is not None:
-                    x = run((bias,), x, keys, bias_draw, stats, tapes, kap_p)
+                    x = run((bias,), x, keys, bias_draw, stats, tapes, hp, kap_p)
         return x
 
-    def forward(x_pair, keys):
-        bias_draw = jax.random.normal(keys[len(mats)], (len(biases), n), dtype)
+    def forward(x_pair, keys, hp):
+        bias_draw = jax.random.normal(keys[len(mats)], (len(biases), n_max), dtype)
         stats, tapes = {}, []
-        new = run(block.body, x_pair, keys, bias_draw, stats, tapes)
+        new = run(block.body, x_pair, keys, bias_draw, stats, tapes, hp)
         return new, stats, tapes
 
-    def back(seq, g, keys, tapes, stats):
+    def back(seq, g, keys, tapes, stats, hp):
         for p in reversed(seq):
             if isinstance(p, Dense):
                 stats["g_" + p.name] = _msq(g)
-                g = g @ mat(keys, p.name)
+                g = g @ mat(keys, p.name, hp)
             elif isinstance(p, Bias):
                 stats["g_" + p.name] = _msq(g)
             elif isinstance(p, Act):
                 g = act.dphi(tapes.pop(), hp.alpha) * g
             else:
-                g = back(p.branch, _times(_kappa(p, hp), g), keys, tapes, stats) + g
+                g = back(p.branch, _times(_kappa(p, hp), g), keys, tapes, stats, hp) + g
         return g
 
-    def backward(g, tape, keys):
+    def backward(g, tape, keys, hp):
         stats = dict(chi=_msq(g))
-        return back(block.body, g, keys, list(tape), stats), stats
+        return back(block.body, g, keys, list(tape), stats, hp), stats
 
     return forward, backward
 
@@ -579,21 +679,24 @@ def keys_per_layer(block: Block, sampler: str) -> int:
 
 # ------------------------------------------------------------------------------------------ model
 def init_block_params(block: Block, keys: dict, var, *, width: int, depth: int, dtype) -> dict:
-    """The block's parameters stacked over ``depth``: dense (depth, N, N), bias (depth, N).
+    """The block's parameters stacked over ``depth``: dense (depth, fan_in, fan_out), bias (depth, width).
 
-    ``keys[name]`` is the key of parameter ``name``; ``var`` has the variance fields as attributes.
+    ``keys[name]`` is the key of parameter ``name``; ``var`` has the variance fields as attributes (and
+    the decay exponents of :data:`DECAYS`, 0 where absent: layer l's variance is var l^-decay).
     Variances scale the same standard normal draws (common random numbers across a variance grid).
     """
     import jax
     import jax.numpy as jnp
 
-    scale = lambda s2, fan: jnp.sqrt(jnp.asarray(s2, dtype) / fan)  # noqa: E731
+    shapes = block.shapes(width)
+    layer = at_layer(var, jnp.arange(1, depth + 1, dtype=dtype)[:, None, None])
     out = {}
     for name, p in block.params:
+        s2 = jnp.asarray(getattr(layer, p.var), dtype)
         if isinstance(p, Dense):
-            out[name] = scale(getattr(var, p.var), width) * jax.random.normal(keys[name], (depth, width, width), dtype)
+            out[name] = jnp.sqrt(s2 / shapes[name][0]) * jax.random.normal(keys[name], (depth,) + shapes[name], dtype)
         else:
-            out[name] = scale(getattr(var, p.var), 1.0) * jax.random.normal(keys[name], (depth, width), dtype)
+            out[name] = jnp.sqrt(s2[:, 0]) * jax.random.normal(keys[name], (depth,) + shapes[name], dtype)
     return out
 
 

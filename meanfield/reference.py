@@ -162,11 +162,13 @@ def _forward(prims, sig, hv, act, alpha, probe):
     """Push (p, gamma, mu, s) through ``prims``: (sig, backward records), as in meanfield.blocks but in
     the plain domain and with the transforms above."""
     recs = []
+    width = 1.0  # relative to the stream's; W^T sums var / fan_in over fan_out units
     for prim in prims:
         p, g, mu, s = sig
         if isinstance(prim, blocks.Dense):
             s2 = hv[prim.var]
-            recs.append(("dense", prim.name, s2, p))
+            recs.append(("dense", prim.name, s2 * prim.ratio() / width, p))
+            width = prim.ratio()
             probe["dense"] = True
             sig = (s2 * p, s2 * g, 0.0, s2 * s)
         elif isinstance(prim, blocks.Bias):
@@ -208,9 +210,11 @@ def _backward(recs, g, gains):
     return g
 
 
-def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0.5, branch_scale=1.0):
+def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0.5, branch_scale=1.0,
+               decay=None):
     """docs/theory.md, section 3 recursions of block ``arch`` (:mod:`meanfield.blocks`), layer by layer,
-    with the transforms above (no log domain). Variances the block does not use are ignored.
+    with the transforms above (no log domain). Variances the block does not use are ignored; ``decay``
+    maps a variance to its exponent (layer l uses var * l ** -exponent).
 
     Returns a dict of numpy arrays of length depth + 1 (NaN where undefined) and the scalar ``log_R``.
     """
@@ -225,7 +229,8 @@ def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0
     layers = [None]
     for l in range(1, L + 1):
         probe = {}
-        sig, recs = _forward(block.body, sig, hv, act, alpha, probe)
+        hv_l = {k: v * l ** -(decay or {}).get(k, 0.0) for k, v in hv.items()}
+        sig, recs = _forward(block.body, sig, hv_l, act, alpha, probe)
         out["q"][l], out["lambda"][l] = probe["q"], probe["lambda_"]
         out["p"][l], out["gamma"][l], out["mu"][l], out["s"][l] = sig
         layers.append(recs)

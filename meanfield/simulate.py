@@ -64,7 +64,7 @@ import numpy as np
 from ._plan import DEFAULT_MEMORY_BYTES, DTYPES, SAMPLERS, _check_dtype, _check_int, check_args, plan  # noqa: F401
 from ._x64 import in_float64
 from .activations import Activation
-from .blocks import GRADIENT_FIELDS, Block, dense_layers, fast_layers, get_block, keys_per_layer
+from .blocks import GRADIENT_FIELDS, Block, at_layer, dense_layers, fast_layers, get_block, keys_per_layer
 from .parallel import map_points
 from .spec import Hyper, Spec
 from .trajectory import FIELDS, Trajectory
@@ -107,32 +107,41 @@ def _x_stats(x_pair):
 
 
 def _layers(sampler: str, block: Block, act: Activation, n: int, dtype, hp):
-    """The block's (forward, backward) layer steps for ``sampler``, forward stats with the stream's."""
-    make = fast_layers if sampler == "fast" else dense_layers
-    block_forward, backward = make(block, act, n, dtype, hp)
+    """The block's (forward, backward) layer steps for ``sampler``, forward stats with the stream's.
 
-    def forward(x_pair, keys):
-        new, stats, tape = block_forward(x_pair, keys)
+    Both take the layer as ``(keys, l)``: its keys and its index l >= 1, which sets its variances
+    (:func:`meanfield.blocks.at_layer`)."""
+    make = fast_layers if sampler == "fast" else dense_layers
+    block_forward, block_backward = make(block, act, n, dtype)
+
+    def forward(x_pair, layer):
+        keys, l = layer
+        new, stats, tape = block_forward(x_pair, keys, at_layer(hp, l))
         return new, {**_x_stats(x_pair), **stats}, tape
+
+    def backward(g, tape, layer):
+        keys, l = layer
+        return block_backward(g, tape, keys, at_layer(hp, l))
 
     return forward, backward
 
 
 # ---------------------------------------------------------------------------------- one network
-def _forward_scan(forward, x0, keys, keep_tape: bool):
-    def body(x_pair, layer_keys):
-        new, stats, tape = forward(x_pair, layer_keys)
+def _forward_scan(forward, x0, layers, keep_tape: bool):
+    """``layers``: (keys, l) stacked over the scanned layers."""
+    def body(x_pair, layer):
+        new, stats, tape = forward(x_pair, layer)
         return new, (stats, tape if keep_tape else None)
 
-    x_end, (stats, tape) = jax.lax.scan(body, x0, keys)
+    x_end, (stats, tape) = jax.lax.scan(body, x0, layers)
     return x_end, stats, tape
 
 
-def _backward_scan(backward, g, tape, keys):
+def _backward_scan(backward, g, tape, layers):
     def body(g_cur, xs):
         return backward(g_cur, *xs)
 
-    return jax.lax.scan(body, g, (tape, keys), reverse=True)
+    return jax.lax.scan(body, g, (tape, layers), reverse=True)
 
 
 def _split_key(key, depth: int, sampler: str, arch):
@@ -156,14 +165,16 @@ def _network(hp, key, *, arch, act, depth, width, dtype, sampler, segment):
     forward, backward = _layers(sampler, block, act, width, dtype, hp)
     k_start, keys = _split_key(key, depth, sampler, block)
     x0, g_top = _start(k_start, hp, width, dtype)
+    keys = (keys, jnp.arange(1, depth + 1, dtype=dtype))  # each layer's keys and index
+    cut = lambda sl: jax.tree.map(lambda a: a[sl], keys)  # noqa: E731
 
     if segment >= depth:  # the whole tape fits: one forward pass, one backward pass
         x_end, fstats, tape = _forward_scan(forward, x0, keys, True)
         g0, bstats = _backward_scan(backward, g_top, tape, keys)
     else:  # checkpoint the state every `segment` layers; recompute each segment in the backward pass
         rem = depth % segment  # a first, shorter segment
-        seg_keys = keys[rem:].reshape((depth // segment, segment) + keys.shape[1:])
-        x_mid, fstats_head, _ = _forward_scan(forward, x0, keys[:rem], False) if rem else (x0, None, None)
+        seg_keys = jax.tree.map(lambda a: a.reshape((depth // segment, segment) + a.shape[1:]), cut(slice(rem, None)))
+        x_mid, fstats_head, _ = _forward_scan(forward, x0, cut(slice(rem)), False) if rem else (x0, None, None)
 
         def seg_forward(x_pair, seg):
             new, stats, _ = _forward_scan(forward, x_pair, seg, False)
@@ -180,8 +191,8 @@ def _network(hp, key, *, arch, act, depth, width, dtype, sampler, segment):
         flat = lambda a: a.reshape((-1,) + a.shape[2:])  # noqa: E731
         fstats, bstats = jax.tree.map(flat, fstats), jax.tree.map(flat, bstats)
         if rem:
-            _, _, tape_head = _forward_scan(forward, x0, keys[:rem], True)
-            g0, bstats_head = _backward_scan(backward, g0, tape_head, keys[:rem])
+            _, _, tape_head = _forward_scan(forward, x0, cut(slice(rem)), True)
+            g0, bstats_head = _backward_scan(backward, g0, tape_head, cut(slice(rem)))
             cat = lambda a, b: jnp.concatenate([a, b])  # noqa: E731
             fstats = jax.tree.map(cat, fstats_head, fstats)
             bstats = jax.tree.map(cat, bstats_head, bstats)
@@ -236,8 +247,10 @@ def networks(spec: Spec, width: int, samples: int, key, sampler: str = "fast", d
     typed = jnp.issubdtype(sample_keys.dtype, jax.dtypes.prng_key)
     key_data = np.asarray(jax.random.key_data(sample_keys) if typed else sample_keys)
     key_data = key_data[np.tile(np.arange(samples), n_grid)]
-    segment, chunk = plan(sampler, spec.arch, width, spec.depth, dt.itemsize, n_net, memory_bytes, segment)
-    static = {"arch": spec.arch, "act": spec.act, "depth": spec.depth, "width": width, "dtype": dt,
+    block = spec.block
+    block.shapes(width)  # a ValueError naming the width field where a layer would have no units
+    segment, chunk = plan(sampler, block, width, spec.depth, dt.itemsize, n_net, memory_bytes, segment)
+    static = {"arch": block, "act": spec.act, "depth": spec.depth, "width": width, "dtype": dt,
               "sampler": sampler, "segment": segment, "impl": jax.random.key_impl(key) if typed else None}
     raw = map_points(_networks, (hp, key_data), static=static, chunk=chunk, mesh=mesh,
                      progress="simulate" if progress else None)

@@ -24,21 +24,25 @@ import numpy as np
 if TYPE_CHECKING:
     from .activations import Activation
 
-from .blocks import ARCHS, get_block  # noqa: F401  (ARCHS re-exported: the registry's names)
+from .blocks import ARCHS, DECAYS, WIDTHS, get_block  # noqa: F401  (ARCHS re-exported: the registry's names)
 
 #: Names of the built-in activations (``meanfield.activations.BUILTIN``) and those that take alpha.
 ACTIVATIONS = ("tanh", "relu", "alpha_relu", "erf")
 ALPHA_ACTIVATIONS = ("alpha_relu",)
 #: The value an engine uses for a field the network does not have.
-NEUTRAL = {"alpha": 1.0, "sv2": 1.0, "sa2": 0.0, "branch_scale": 1.0}
-HYPER_FIELDS = ("sw2", "sv2", "sb2", "sa2", "alpha", "p0", "gamma0", "branch_scale")
+NEUTRAL = {"alpha": 1.0, "sv2": 1.0, "sa2": 0.0, "branch_scale": 1.0, "decay_w": 0.0, "decay_v": 0.0,
+           "decay_b": 0.0, "decay_a": 0.0}
+HYPER_FIELDS = ("sw2", "sv2", "sb2", "sa2", "alpha", "p0", "gamma0", "branch_scale", "decay_w", "decay_v",
+                "decay_b", "decay_a")
 #: Branch scales given by the depth L (Stable ResNet, depth-muP: L^-1/2).
 DEPTH_SCALES = {"1/sqrt(L)": lambda depth: depth ** -0.5, "1/L": lambda depth: 1.0 / depth}
 
 
 def unused_variances(arch: str) -> list[str]:
-    """The fields with a neutral value (:data:`NEUTRAL`) that block ``arch`` does not use (alpha aside)."""
+    """The fields with a neutral value (:data:`NEUTRAL`) that block ``arch`` does not use (alpha aside);
+    a variance's decay exponent (:data:`~meanfield.blocks.DECAYS`) is used where the variance is."""
     used = get_block(arch).fields
+    used = used | {DECAYS[v] for v in used if v in DECAYS}
     return [f for f in NEUTRAL if f != "alpha" and f not in used]
 
 
@@ -53,6 +57,10 @@ class Hyper(NamedTuple):
     p0: object
     gamma0: object
     branch_scale: object = 1.0
+    decay_w: object = 0.0
+    decay_v: object = 0.0
+    decay_b: object = 0.0
+    decay_a: object = 0.0
 
 
 def branch_scale_at(value, depth: int):
@@ -110,6 +118,13 @@ class Spec:
       branch_scale: kappa >= 0 of a residual block, x <- x + kappa branch(x) (the branch including its
         output bias), or ``"1/sqrt(L)"`` / ``"1/L"`` for L^-1/2 / L^-1 at this spec's depth; must stay 1
         for a block without a residual branch.
+      decay_w, decay_v, decay_b, decay_a: variance decay exponents (finite numbers, default 0): layer l
+        (1..L) has the variances sw2 l^-decay_w, sv2 l^-decay_v, sb2 l^-decay_b, sa2 l^-decay_a
+        (Yang & Schoenholz 2018); a decay of a variance the block does not use must stay 0.
+      bottleneck: the inner width r > 0 of ``bottleneck`` (a single number; None: 1/4): W: N -> rN,
+        W2: rN -> rN, V: rN -> N. Static: it sets the samplers' and the model's shapes (at width N the
+        inner width is round(r N), at least 1), and a new value compiles anew; must stay None for other
+        blocks.
     """
 
     arch: str
@@ -123,6 +138,11 @@ class Spec:
     p0: object = 1.0
     gamma0: object = 0.5
     branch_scale: object = 1.0
+    decay_w: object = 0.0
+    decay_v: object = 0.0
+    decay_b: object = 0.0
+    decay_a: object = 0.0
+    bottleneck: object = None
 
     def __post_init__(self):
         if not isinstance(self.arch, str):
@@ -144,6 +164,9 @@ class Spec:
         object.__setattr__(self, "branch_scale", branch_scale_at(self.branch_scale, self.depth))
         for name in ("sw2", "sv2", "sb2", "sa2", "branch_scale"):
             object.__setattr__(self, name, _check_array(name, getattr(self, name), low=0.0))
+        for name in DECAYS.values():
+            object.__setattr__(self, name, _check_array(name, getattr(self, name)))
+        self._check_widths()
         if has_alpha:
             # alpha <= 1/2: V'(q) = E[phi'(z)^2] is infinite; alpha > 1 is not the family of the paper
             alpha = _check_array("alpha", self.alpha, low=0.5, low_open=True, high=1.0)
@@ -175,6 +198,30 @@ class Spec:
             from .activations import get_activation
 
             object.__setattr__(self, "act", get_activation(self.act))
+
+    def _check_widths(self):
+        """Each width field (:data:`~meanfield.blocks.WIDTHS`): a single number > 0 for a block that has
+        it (None: its default), None for one that does not."""
+        used = get_block(self.arch).widths
+        for name, default in WIDTHS.items():
+            value = getattr(self, name)
+            if name not in used:
+                if value is not None:
+                    users = ", ".join(a for a in ARCHS if name in get_block(a).widths)
+                    raise ValueError(f"{name} applies to arch {users} only: leave it unset for arch {self.arch}, "
+                                     f"got {value!r}")
+                continue
+            if value is None:
+                value = default
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a single number > 0 (the inner width over N), got {value!r}")
+            object.__setattr__(self, name, float(value))
+
+    @property
+    def block(self):
+        """The :class:`~meanfield.blocks.Block` of ``arch`` with this spec's widths (what the engines compile)."""
+        return get_block(self.arch).at({name: getattr(self, name) for name in WIDTHS})
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -32,7 +32,7 @@ import numpy as np
 from ._plan import DEFAULT_CHUNK, check_chunk_size, trajectory_bytes  # noqa: F401
 from ._x64 import float64
 from .activations import Activation
-from .blocks import GRADIENT_FIELDS, Block, get_block, theory_step
+from .blocks import GRADIENT_FIELDS, Block, at_layer, get_block, theory_step
 from .parallel import map_points
 from .spec import Hyper, Spec
 from .trajectory import Trajectory
@@ -51,16 +51,22 @@ def _layer_scan(block: Block, act: Activation, depth: int, h: Hyper):
     kernel, and every per-layer quantity that does not feed the next layer is computed afterwards, for
     all layers at once (:func:`_layer_outputs`). The batch is explicit (not vmapped) so that
     activations can route each grid point to the cheapest accurate rule (see
-    ``activations._split_eval``).
+    ``activations._split_eval``). The layer index l = 1..L is the scan's input: layer l's variances are
+    :func:`meanfield.blocks.at_layer` of ``h``.
     """
 
-    def step(carry, _):
-        new, _ = theory_step(block, act, h, carry)
+    def step(carry, l):
+        new, _ = theory_step(block, act, at_layer(h, l), carry)
         return new, new
 
     carry0 = (jnp.log(h.p0), 1.0 - h.gamma0 / h.p0, jnp.zeros_like(h.p0))
-    _, states = jax.lax.scan(step, carry0, None, length=depth)
+    _, states = jax.lax.scan(step, carry0, _layers(depth))
     return carry0, states
+
+
+def _layers(depth: int):
+    """The layer indices 1..L as float64."""
+    return jnp.arange(1, depth + 1, dtype=jnp.float64)
 
 
 #: Points (layers x grid points) per batch of :func:`_layer_outputs`: bounds its working memory.
@@ -76,15 +82,17 @@ def _layer_outputs(block: Block, act: Activation, h: Hyper, inputs) -> dict:
     n = -(-depth // per)
     pad = n * per - depth
     # padded layers repeat the last input: valid states, cut off below
-    padded = tuple(jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x for x in inputs)
-    out = jax.lax.map(lambda state: theory_step(block, act, h, state)[1],
-                      tuple(x.reshape(n, per, width) for x in padded))
+    layers = _layers(depth)[:, None]
+    padded = tuple(jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x
+                   for x in inputs + (layers,))
+    out = jax.lax.map(lambda xs: theory_step(block, act, at_layer(h, xs[3]), xs[:3])[1],
+                      tuple(x.reshape((n, per) + x.shape[1:]) for x in padded))
     return jax.tree.map(lambda x: x.reshape((n * per,) + x.shape[2:])[:depth]
                         if x.ndim == 3 else jnp.moveaxis(x, 1, 0).reshape((x.shape[1], n * per, width))[:, :depth],
                         out)
 
 
-def _core(arch: str, act: Activation, depth: int, h: Hyper):
+def _core(arch, act: Activation, depth: int, h: Hyper):
     """Trajectories of a batch (every field (B, L + 1), log_R (B,)) and the range of q over every
     activation's input and layer, (B, 2)."""
     block = get_block(arch)
@@ -125,7 +133,7 @@ def _core(arch: str, act: Activation, depth: int, h: Hyper):
 
 
 @functools.partial(jax.jit, static_argnames=("arch", "act", "depth"))
-def _batched(h: Hyper, *, arch: str, act: Activation, depth: int) -> tuple[Trajectory, jax.Array]:
+def _batched(h: Hyper, *, arch, act: Activation, depth: int) -> tuple[Trajectory, jax.Array]:
     """:func:`_core` compiled for one block of grid points (the per-point function of
     :func:`meanfield.parallel.map_points`: each device runs the whole depth scan on its block)."""
     return _core(arch, act, depth, h)
@@ -159,7 +167,7 @@ def _trajectory(spec: Spec, chunk: int, progress: bool, mesh) -> Trajectory:
     act = spec.act
 
     def run(points, a):
-        return map_points(_batched, points, static={"arch": spec.arch, "act": a, "depth": spec.depth},
+        return map_points(_batched, points, static={"arch": spec.block, "act": a, "depth": spec.depth},
                           chunk=chunk, mesh=mesh, progress="theory" if progress else None)
 
     if act.unchecked is None:

@@ -232,7 +232,7 @@ def test_branch_scale_strings_and_validation():
         mf.Spec("frn", "tanh", 16, branch_scale="1/L^2")
     with pytest.raises(ValueError, match="branch_scale must be >= 0"):
         mf.Spec("frn", "tanh", 16, branch_scale=-0.1)
-    with pytest.raises(ValueError, match="branch_scale applies to arch frn, rrn, preact, basic only"):
+    with pytest.raises(ValueError, match="branch_scale applies to arch frn, rrn, preact, basic, bottleneck only"):
         mf.Spec("ff", "tanh", 16, branch_scale=0.5)
 
 
@@ -279,8 +279,8 @@ def test_cli_theory_and_simulate_reach_the_new_blocks(capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["--arch", "ff", "--branch-scale", "0.5"],
-     "--branch-scale applies to --arch frn, rrn, preact, basic only: the ff has no residual branch"),
-    (["--arch", "rrn", "--sv2", "2"], "--sv2 applies to --arch frn, preact, basic only: the rrn has no V"),
+     "--branch-scale applies to --arch frn, rrn, preact, basic, bottleneck only: the ff has no residual branch"),
+    (["--arch", "rrn", "--sv2", "2"], "--sv2 applies to --arch frn, preact, basic, bottleneck only: the rrn has no V"),
     (["--arch", "frn", "--branch-scale", "1/L^2"], "branch_scale must be a number >= 0 or one of 1/sqrt(L), 1/L"),
 ])
 def test_cli_refuses_what_the_block_does_not_have(argv, message, capsys):
@@ -310,3 +310,144 @@ def test_laws_are_not_predicted_for_blocks_or_scales_they_were_not_derived_for()
     assert laws.A is None and laws.p_exponent is None and "no asymptotic law" in laws.laws["note"]
     with pytest.raises(ValueError, match="branch_scale = 1"):
         asy.measured_laws(mf.Spec("frn", "tanh", 16, sw2=1.5, branch_scale=0.5))
+
+
+# ------------------------------------------------------------------------------- bottleneck, variance decay
+_BN = dict(sw2=1.3, sv2=0.8, sb2=0.2, sa2=0.1, p0=1.2, gamma0=0.4)
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_bottleneck_has_the_basic_blocks_mean_field_limit(act):
+    """The forward map and chi of a bottleneck are the basic block's bit for bit (a dense layer's output
+    variance does not depend on its width); the inner layers' per-unit gradients are 1/r of basic's
+    (V^T spreads chi over r N units), chi_v and chi_a are basic's."""
+    basic = trajectory(mf.Spec("basic", act, 8, **_BN))
+    for r in (0.25, 3.0):
+        t = trajectory(mf.Spec("bottleneck", act, 8, bottleneck=r, **_BN))
+        for f in ("p", "q", "gamma", "lam", "e", "s", "mu", "log_p", "log_s"):
+            np.testing.assert_array_equal(getattr(t, f), getattr(basic, f), err_msg=f)
+        for f in ("chi", "log_chi", "chi_a", "chi_v", "log_R"):
+            np.testing.assert_allclose(getattr(t, f), getattr(basic, f), rtol=1e-14, atol=1e-15, err_msg=f)
+        for f in ("chi_b", "chi_w"):
+            np.testing.assert_allclose(getattr(t, f), getattr(basic, f) / r, rtol=1e-14, err_msg=f)
+
+
+def test_bottleneck_and_decay_match_block_reference():
+    decay = dict(sw2=0.5, sv2=0.3, sb2=1.0, sa2=2.0)
+    spec = mf.Spec("bottleneck", "tanh", 5, bottleneck=0.5, decay_w=0.5, decay_v=0.3, decay_b=1.0, decay_a=2.0,
+                   branch_scale=0.7, **_BN)
+    t = trajectory(spec)
+    want = ref.trajectory(spec.block, "tanh", 5, _BN["sw2"], _BN["sv2"], _BN["sb2"], _BN["sa2"], 1.0, _BN["p0"],
+                          _BN["gamma0"], branch_scale=0.7, decay=decay)
+    got = {("lambda" if f == "lam" else f): getattr(t, f) for f in mf.FIELDS}
+    got["log_R"] = t.log_R
+    assert _max_rel_diff(got, want) < 1e-8
+
+
+def relu_frn_with_decay(depth, sw2, sv2, sb2, sa2, p0, gamma0, bw, bv, bb, ba):
+    """The ReLU frn with layer-l variances, written out with the closed forms V(q) = q / 2,
+    W(q, lam) = q k(lam / q) (arc-cosine kernel) and V'(q) = 1/2: no quadrature, no block layer."""
+    p, g = [p0], [gamma0]
+    factors = []
+    for l in range(1, depth + 1):
+        w, v, b, a = sw2 * l**-bw, sv2 * l**-bv, sb2 * l**-bb, sa2 * l**-ba
+        q, lam = w * p[-1] + b, w * g[-1] + b
+        p.append(p[-1] + v * q / 2 + a)
+        g.append(g[-1] + v * q * ref.relu_kernel(lam / q) + a)
+        factors.append(1 + v * w / 2)
+    chi = np.cumprod(factors[::-1])[::-1]
+    return np.array(p), np.array(g), np.append(chi, 1.0)
+
+
+def test_variance_decay_is_the_relu_closed_form_recursion():
+    kw = dict(sw2=1.5, sv2=1.2, sb2=0.4, sa2=0.3, p0=1.1, gamma0=0.3)
+    bw, bv, bb, ba = 0.5, 0.8, 1.0, 1.5
+    t = trajectory(mf.Spec("frn", "relu", 30, decay_w=bw, decay_v=bv, decay_b=bb, decay_a=ba, **kw))
+    p, g, chi = relu_frn_with_decay(30, *kw.values(), bw, bv, bb, ba)
+    np.testing.assert_allclose(t.p, p, rtol=1e-13)
+    np.testing.assert_allclose(t.gamma, g, rtol=1e-12)
+    np.testing.assert_allclose(t.chi, chi, rtol=1e-13)
+    # the decay is seen: the plain frn differs
+    assert abs(trajectory(mf.Spec("frn", "relu", 30, **kw)).p[-1] / p[-1] - 1) > 0.1
+
+
+def test_decay_zero_is_the_plain_block_bit_for_bit():
+    # a grid over decay_w: its point 0 is the plain (scalar) spec's theory and sampled networks exactly
+    spec = mf.Spec("frn", "relu", 6, **_BN)
+    grid = spec.replace(decay_w=np.array([0.0, 0.7]), decay_b=np.array([0.0, 1.0]))
+    t, t0 = trajectory(grid), trajectory(spec)
+    for f in mf.FIELDS:
+        np.testing.assert_array_equal(getattr(t, f)[0], getattr(t0, f), err_msg=f)
+    assert not np.allclose(t.p[1], t0.p)
+
+
+@pytest.mark.slow
+def test_decay_zero_samples_the_plain_block_bit_for_bit():
+    spec = mf.Spec("frn", "relu", 6, **_BN)
+    grid = spec.replace(decay_w=np.array([0.0, 0.7]), decay_b=np.array([0.0, 1.0]))
+    per, per0 = networks(grid, 16, 2, jax.random.key(3)), networks(spec, 16, 2, jax.random.key(3))
+    for f in ("p", "s", "chi", "chi_w"):
+        np.testing.assert_array_equal(getattr(per, f)[0], getattr(per0, f), err_msg=f)
+
+
+def test_sweep_over_decay_never_recompiles():
+    from meanfield.simulate import _networks
+    from meanfield.theory import _batched
+
+    spec = mf.Spec("frn", "relu", 8, sw2=1.2)
+    trajectory(spec.replace(decay_w=np.array([0.1, 0.5]), decay_a=0.2))
+    networks(spec.replace(decay_v=0.5), 8, 2, jax.random.key(0))
+    before = _batched._cache_size(), _networks._cache_size()
+    trajectory(spec.replace(decay_w=np.array([0.3, 0.9]), decay_a=1.0))
+    networks(spec.replace(decay_v=0.9, decay_b=2.0), 8, 2, jax.random.key(0))
+    assert (_batched._cache_size(), _networks._cache_size()) == before
+
+
+def test_bottleneck_model_and_samplers_use_the_inner_width():
+    from meanfield.train.model import NetworkSettings, apply, init_params
+
+    block = mf.Spec("bottleneck", "tanh", 2, bottleneck=0.5).block
+    assert block.shapes(16) == {"w": (16, 8), "b": (8,), "w2": (8, 8), "b2": (8,), "v": (8, 16), "a": (16,)}
+    assert block.shapes(5)["w"] == (5, 3)  # round(2.5) half up
+    assert (block.tape_rows("fast"), block.tape_rows("dense")) == (9, 1)  # 3 + 0.5 + 2 + 0.5 + 3 rows of N
+    with pytest.raises(ValueError, match=r"round\(r N\) must be >= 1"):
+        mf.Spec("bottleneck", "tanh", 2, bottleneck=0.1).block.shapes(4)
+    var = NetworkSettings(1.2, 0.8, 0.1, 0.1, 1.0)
+    p = init_params(jax.random.PRNGKey(3), var, arch=block, width=16, depth=3)
+    assert p["blocks"]["w"].shape == (3, 16, 8) and p["blocks"]["v"].shape == (3, 8, 16)
+    x = jax.random.normal(jax.random.PRNGKey(4), (5, 784), jnp.float32)
+    got = apply(p, 1.0, x, arch=block, act=mf.get_activation("tanh"))
+    h = x @ p["embed_w"] + p["embed_b"]
+    for l in range(3):
+        k = {name: v[l] for name, v in p["blocks"].items()}
+        h = h + jnp.tanh(jnp.tanh(h @ k["w"] + k["b"]) @ k["w2"] + k["b2"]) @ k["v"] + k["a"]
+    np.testing.assert_allclose(got, h @ p["out_w"] + p["out_b"], rtol=2e-5, atol=2e-5)
+
+
+def test_model_variances_decay_with_depth():
+    from meanfield.train.model import NetworkSettings, init_params
+
+    var = NetworkSettings(2.0, 1.0, 1.0, 1.0, 1.0, decay_w=1.0, decay_b=0.5)
+    p = init_params(jax.random.PRNGKey(0), var, arch="frn", width=256, depth=4)["blocks"]
+    l = np.arange(1, 5)
+    np.testing.assert_allclose(np.mean(np.asarray(p["w"]) ** 2, axis=(1, 2)) * 256, 2.0 / l, rtol=0.05)
+    np.testing.assert_allclose(np.mean(np.asarray(p["b"]) ** 2, axis=1), l**-0.5, rtol=0.3)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--arch", "bottleneck", "--bottleneck", "0"], "bottleneck must be a single number > 0"),
+    (["--arch", "basic", "--bottleneck", "0.5"], "bottleneck applies to arch bottleneck only"),
+    (["--arch", "rrn", "--decay-a", "1"], "--decay-a applies to --arch frn, preact, basic, bottleneck only"),
+    (["--arch", "frn", "--decay-w", "nan"], "decay_w must be a finite number"),
+])
+def test_cli_refuses_bad_widths_and_decays(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["theory", "--act", "tanh", "--sw2", "1", "--depth", "3"] + argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_simulate_refuses_an_inner_width_without_units(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--arch", "bottleneck", "--bottleneck", "0.05", "--act", "tanh", "--sw2", "1",
+              "--depth", "3", "--width", "8", "--samples", "2"])
+    assert exc.value.code == 2 and "round(r N) must be >= 1" in capsys.readouterr().err

@@ -12,7 +12,8 @@ Tolerance of theory vs simulation, per layer and field:
   the mean-tracking ReLU RRN the measured bias is much larger (N * |sim - theory| / theory ~ 30 for chi
   at sw2 = sb2 = 0.1, L = 20, the same at N = 1024 and 4096, so it is a genuine O(1/N) term with a big
   coefficient, see ``test_finite_width_bias_shrinks_like_one_over_n``); there C = 3 L. A block with two
-  activations per layer (``preact``, ``basic``) makes two such Jensen terms a layer: C = 2 L.
+  activations per layer (``preact``, ``basic``) makes two such Jensen terms a layer: C = 2 L. A bottleneck
+  of inner width r N makes them at that width, O(1 / (r N)) each: C = 2 L / r.
 * 1e-5 scale: float32 rounding of the exactly constructed inputs at l = 0 (scale = |theory|, or sqrt(p)
   for mu, whose theory value is 0).
 """
@@ -52,6 +53,14 @@ CASES = [
                                     branch_scale="1/sqrt(L)"), 1024, 100, 20),
     ("relu_basic_inverse_depth", mf.Spec("basic", "relu", 20, sw2=2.0, sv2=2.0, sb2=0.5, sa2=0.5,
                                          branch_scale="1/L"), 1024, 100, 40),
+    ("tanh_bottleneck", mf.Spec("bottleneck", "tanh", 20, sw2=1.69, sv2=1.5, sb2=0.49, sa2=0.5, bottleneck=0.5),
+     1024, 100, 80),
+    ("relu_bottleneck", mf.Spec("bottleneck", "relu", 20, sw2=1.0, sv2=1.0, sb2=0.5, sa2=0.5, bottleneck=0.5),
+     1024, 100, 80),
+    ("tanh_frn_decay", mf.Spec("frn", "tanh", 20, sw2=1.69, sv2=1.5, sb2=0.49, sa2=0.5, decay_w=0.5, decay_v=0.5,
+                               decay_b=1.0, decay_a=1.0), 1024, 100, 20),
+    ("relu_basic_decay", mf.Spec("basic", "relu", 20, sw2=2.0, sv2=2.0, sb2=0.5, sa2=0.5, decay_w=0.3, decay_v=1.0,
+                                 decay_b=0.5, decay_a=2.0), 1024, 100, 40),
 ]
 
 
@@ -172,6 +181,18 @@ def test_samplers_agree_in_distribution_for_a_scaled_two_layer_branch():
     spec = mf.Spec("basic", "tanh", 3, sw2=1.69, sv2=1.5, sb2=0.49, sa2=0.5, branch_scale=0.7)
     dense = networks(spec, 8, 1500, jax.random.key(1), "dense")
     fast = networks(spec, 8, 1500, jax.random.key(2), "fast")
+    _two_sample(dense, fast, ("p", "gamma", "e", "chi", "chi_b", "chi_w", "chi_v"), ks_min=1e-4)
+
+
+def test_samplers_agree_in_distribution_for_a_bottleneck_with_decay():
+    """A bottleneck of inner width 3 at N = 8 (W: 8 -> 3, W2: 3 -> 3, V: 3 -> 8; r = 0.4, round(3.2) = 3)
+    with decaying variances: 1000 networks per sampler, |z| <= 4 and KS p >= 1e-4 per layer and field
+    (each rectangular matrix conditioned on its own forward columns, of its own input width)."""
+    spec = mf.Spec("bottleneck", "tanh", 3, sw2=1.69, sv2=1.5, sb2=0.49, sa2=0.5, bottleneck=0.4, decay_w=1.0,
+                   decay_b=0.5)
+    assert spec.block.shapes(8)["w"] == (8, 3)
+    dense = networks(spec, 8, 1000, jax.random.key(1), "dense")
+    fast = networks(spec, 8, 1000, jax.random.key(2), "fast")
     _two_sample(dense, fast, ("p", "gamma", "e", "chi", "chi_b", "chi_w", "chi_v"), ks_min=1e-4)
 
 
@@ -306,7 +327,7 @@ def test_cli_prints_theory_keys_with_stderr_twins(capsys):
                                          (["--width", "8", "--samples", "3", "--sw2", "-1,1"],
                                           "argument --sw2: invalid float value: '-1,1'"),
                                          (["--width", "8", "--samples", "3", "--sa2", "1", "--arch", "rrn"],
-                                          "--sa2 applies to --arch frn, preact, basic only"),
+                                          "--sa2 applies to --arch frn, preact, basic, bottleneck only"),
                                          (["--width", "100000", "--samples", "4", "--sampler", "dense"],
                                           "--width, --depth and --samples too large: the run needs an "
                                           "estimated 40 GB, more than the limit of 10 GB (--max-memory)"),

@@ -383,8 +383,8 @@ BASE = ["train", "--arch", "frn", "--act", "tanh", "--sw2", "1", "--depth", "2",
     (["--branch-scale", "1/sqrtL"], "branch_scale must be a number >= 0 or one of 1/sqrt(L), 1/L"),
     (["--branch-scale=-0.5"], "branch_scale must be >= 0"),
     (["--branch-scale", "inf"], "branch_scale must be >= 0"),
-    (["--arch", "ff", "--branch-scale", "1/L"], "--branch-scale applies to --arch frn, rrn, preact, basic only"),
-    (["--arch", "rrn", "--sa2", "0.1"], "--sa2 applies to --arch frn, preact, basic only"),
+    (["--arch", "ff", "--branch-scale", "1/L"], "--branch-scale applies to --arch frn, rrn, preact, basic, bottleneck only"),
+    (["--arch", "rrn", "--sa2", "0.1"], "--sa2 applies to --arch frn, preact, basic, bottleneck only"),
 ])
 def test_cli_bad_grid_exits_2_before_compiling(flags, message, tmp_path, capsys, no_training):
     argv = BASE + ["--out", str(tmp_path / "o")] + flags

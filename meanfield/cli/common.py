@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from ..blocks import BLOCKS
+from ..blocks import BLOCKS, DECAYS, WIDTHS, get_block
 from ..spec import ACTIVATIONS, ALPHA_ACTIVATIONS, ARCHS, NEUTRAL, Spec, unused_variances
 from ..trajectory import FIELDS, Trajectory, json_name
 
@@ -29,7 +29,7 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
     """The network flags of ``meanfield theory`` (and of every subcommand that takes one network).
 
     ``depth_help=None`` leaves --depth out, for a subcommand that defines its own; ``modifiers=True`` adds
-    --branch-scale. Flags that only some networks have default to None, so that :func:`spec_from_args`
+    --branch-scale, --bottleneck and the variance decays --decay-w/v/b/a. Flags that only some networks have default to None, so that :func:`spec_from_args`
     can refuse them where they do not apply.
     """
     blocks = "; ".join(f"{name}: {block.doc.split(': ', 1)[-1]}" for name, block in BLOCKS.items() if name in archs)
@@ -45,6 +45,15 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
         parser.add_argument("--branch-scale", metavar="KAPPA",
                             help="residual branch multiplier kappa >= 0: x <- x + kappa branch(x), a number or "
                                  "1/sqrt(L) or 1/L (residual archs only; default 1)")
+        with_r = ", ".join(a for a in archs if "bottleneck" in get_block(a).widths)
+        parser.add_argument("--bottleneck", type=float, metavar="R",
+                            help=f"inner width r > 0 as a multiple of N: W: N -> rN, W2: rN -> rN, V: rN -> N "
+                                 f"(round(r N) units, at least 1; {with_r} only; default 1/4)")
+        for var, decay in DECAYS.items():
+            users = ", ".join(a for a in archs if decay not in unused_variances(a))
+            parser.add_argument("--" + decay.replace("_", "-"), type=float, metavar="BETA",
+                                help=f"variance decay: layer l has {var} l^-BETA, a finite number"
+                                     f"{'' if var == 'sw2' else f' ({users} only)'}; default 0")
     if depth_help is not None:
         parser.add_argument("--depth", type=int, required=True, help=depth_help)
     parser.add_argument("--p0", type=float, help="input squared length |x0|^2/N > 0 (default 1)")
@@ -55,6 +64,7 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
 
 #: The parameter a variance flag belongs to, for messages.
 _PARAM_OF = {"sw2": "W", "sv2": "V", "sb2": "b", "sa2": "a", "branch_scale": "residual branch"}
+_PARAM_OF.update({decay: _PARAM_OF[var] for var, decay in DECAYS.items()})
 
 
 def check_applicable(args: argparse.Namespace) -> None:
@@ -75,11 +85,22 @@ def spec_from_args(args: argparse.Namespace, depth: int | None = None) -> Spec:
     one line naming the field. Nothing here imports jax before the input is known to be valid."""
     check_applicable(args)
     values = {k: DEFAULTS[k] if getattr(args, k, None) is None else getattr(args, k) for k in DEFAULTS}
+    widths = {k: getattr(args, k, None) for k in WIDTHS}
     try:
         return Spec(arch=args.arch, act=args.act, depth=args.depth if depth is None else depth, sw2=args.sw2,
-                    **values)
+                    **values, **widths)
     except ValueError as err:
         die(str(err))
+
+
+def block_of(args: argparse.Namespace):
+    """The block of ``--arch`` at the given widths (their defaults where a flag is unset or not a valid
+    width: the Spec names those), for the memory estimate made before jax loads."""
+    values = {}
+    for name, default in WIDTHS.items():
+        value = getattr(args, name, None)
+        values[name] = value if value is not None and math.isfinite(value) and value > 0 else default
+    return get_block(args.arch).at(values)
 
 
 def available_memory() -> int | None:

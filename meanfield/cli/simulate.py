@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from .._plan import check_args, simulation_bytes
 from . import SUMMARY
-from .common import (add_memory_arg, add_spec_args, check_applicable, check_size, die, emit, spec_from_args,
-                     trajectory_payload)
+from .common import (add_memory_arg, add_spec_args, block_of, check_applicable, check_size, die, emit,
+                     spec_from_args, trajectory_payload)
 
 
 def register(sub) -> None:
@@ -36,9 +36,13 @@ def run(args) -> int:
     except ValueError as err:
         die(str(err))
     if args.depth >= 1:  # Spec names a bad depth; a valid one is checked against memory before jax loads
-        check_size(simulation_bytes(sampler, args.arch, width, args.depth, dtype.itemsize, samples), args,
+        check_size(simulation_bytes(sampler, block_of(args), width, args.depth, dtype.itemsize, samples), args,
                    "--width, --depth and --samples")
     spec = spec_from_args(args)
+    try:
+        spec.block.shapes(width)  # every layer has units at this width
+    except ValueError as err:
+        die(f"{err} (--bottleneck and --width)")
     import jax  # after validation: importing jax is the slow part
 
     from ..simulate import simulate

@@ -39,7 +39,9 @@ class NetworkSettings(NamedTuple):
     ``lr``: the learning rate (None: the :class:`~meanfield.train.trainer.TrainConfig`'s); ``out_scale``:
     the factor applied to x^(L) before the readout (1: a plain linear readout; 1/sqrt(p^(L)) of the
     mean-field theory: the ``meanfield`` readout of the sweeps, logits of order 1 at any depth);
-    ``branch_scale``: kappa of a residual block, x <- x + kappa branch(x) (1: the plain block).
+    ``branch_scale``: kappa of a residual block, x <- x + kappa branch(x) (1: the plain block);
+    ``decay_w, decay_v, decay_b, decay_a``: variance decay exponents (layer l's variances sw2 l^-decay_w,
+    ...; 0: constant variances).
     """
 
     sw2: object
@@ -50,13 +52,17 @@ class NetworkSettings(NamedTuple):
     lr: object = None
     out_scale: object = 1.0
     branch_scale: object = 1.0
+    decay_w: object = 0.0
+    decay_v: object = 0.0
+    decay_b: object = 0.0
+    decay_a: object = 0.0
 
 
 class _Scales(NamedTuple):
     branch_scale: object
 
 
-def init_params(key, var: NetworkSettings, *, arch: str, width: int, depth: int, dtype=jnp.float32) -> dict:
+def init_params(key, var: NetworkSettings, *, arch, width: int, depth: int, dtype=jnp.float32) -> dict:
     """Parameters of one network: ``embed_w, embed_b, blocks{...}, out_w, out_b`` (``blocks``: the block's
     parameters by name, e.g. ``w, b, v, a`` for the frn)."""
     block = get_block(arch)
