@@ -9,6 +9,9 @@ A block is a tuple of primitives applied to the residual stream x (width N):
     x <- x + b with b_i ~ N(0, var).
 ``Act()``
     x <- phi(x), the network's activation.
+``Norm()``
+    x <- (x - mean(x)) / std(x), the layer normalization over the N coordinates (no affine parameters:
+    they are 1 and 0 at initialization). ``--norm layer`` puts one at the start of every residual branch.
 ``Residual(branch, scale)``
     x <- x + kappa branch(x), ``branch`` a tuple of primitives, ``scale`` the field of kappa
     (``branch_scale``; None: kappa = 1).
@@ -50,6 +53,8 @@ GRADIENT_FIELDS = ("a", "b", "w", "v")
 #: A width is static: it sets the samplers' and the model's shapes, so a new value compiles anew. At
 #: width N a layer has round(r N) units (half up), at least 1.
 WIDTHS = {"bottleneck": 0.25}
+#: The normalizations ``Spec.norm`` may name: each puts its primitive at the start of every residual branch.
+NORMS = ("layer",)
 #: The decay exponent of each variance: at layer l the variance is var l^-decay (l = 1..L).
 DECAYS = {"sw2": "decay_w", "sv2": "decay_v", "sb2": "decay_b", "sa2": "decay_a"}
 
@@ -87,6 +92,11 @@ class Bias:
 @dataclasses.dataclass(frozen=True)
 class Act:
     """x <- phi(x)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Norm:
+    """x <- (x - mean_i x_i) / std_i(x_i) (layer normalization, std with divisor N, no affine)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,14 +157,17 @@ class Block:
         """The width fields (:data:`WIDTHS`) this block's dense layers name."""
         return frozenset(p.width for _, p in self.params if isinstance(p, Dense) and isinstance(p.width, str))
 
-    def at(self, values: dict) -> "Block":
-        """This block with its width fields replaced by their numbers ``values[field]`` (the block itself
-        when it names none): the form the engines compile, one program per width."""
-        if not self.widths:
+    def at(self, values: dict, norm: str | None = None) -> "Block":
+        """This block with its width fields replaced by their numbers ``values[field]`` and, for
+        ``norm="layer"``, a :class:`Norm` at the start of every residual branch (pre-LayerNorm): the form
+        the engines compile, one program per width and normalization (the block itself if nothing changes)."""
+        if not self.widths and norm is None:
             return self
+        if norm is not None and norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)} (or None), got {norm!r}")
 
         def fix(prims):
-            return tuple(Residual(fix(p.branch), p.scale) if isinstance(p, Residual)
+            return tuple(Residual(((Norm(),) if norm else ()) + fix(p.branch), p.scale) if isinstance(p, Residual)
                          else dataclasses.replace(p, width=float(values[p.width]))
                          if isinstance(p, Dense) and isinstance(p.width, str) else p for p in prims)
 
@@ -206,7 +219,7 @@ class Block:
             if isinstance(p, Dense):
                 rows += 2 * (w + p.ratio()) if sampler == "fast" else 0.0
                 w = p.ratio()
-            elif isinstance(p, Act):
+            elif isinstance(p, (Act, Norm)):
                 rows += w
         return int(math.ceil(rows - 1e-9))
 
@@ -236,7 +249,7 @@ def _centred_output(prims, odd: bool, centred_in: bool) -> bool:
     """Whether the output mean is exactly 0 (over the weights' law) given a centred input or not."""
     centred = centred_in
     for p in prims:
-        if isinstance(p, Dense):
+        if isinstance(p, (Dense, Norm)):
             centred = True
         elif isinstance(p, Act):
             centred = centred and odd
@@ -331,6 +344,7 @@ def _mf(prims, sig: _Sig, ctx: _Ctx, probe: dict):
     """Push ``sig`` through ``prims``: (sig, backward records in forward order).
 
     Records: ``("dense", name, log s2, log p of the input)``, ``("bias", name)``, ``("act", log V'(q))``,
+    ``("norm", -log of the centred variance)``,
     ``("residual", records of the branch, log kappa^2 or None)``; a dense record's log s2 includes
     log(fan_out / fan_in) where the widths differ (the chi gain of W^T). ``probe`` receives log q and c at the
     first activation that follows a dense primitive (the preactivation h = W x + b), and ``acts`` the
@@ -369,6 +383,12 @@ def _mf(prims, sig: _Sig, ctx: _Ctx, probe: dict):
             probe.setdefault("acts", []).append(log_q)
             recs.append(("act", act.log_Vp(log_q, h.alpha)))
             sig = _Sig(v_over_p, v_over_p * omr, n, lV)
+        elif isinstance(p, Norm):
+            # centred second moments over the coordinates: p - mu^2 and gamma - mu mu', per unit of p
+            var = sig.r if sig.n is None else sig.r - sig.n * sig.n
+            log_var = ctx.log_p + jnp.log(var)
+            recs.append(("norm", -log_var))  # J^T g = (g - mean g - y (y . g) / N) / std: chi / var
+            sig = _Sig(ctx.p_inv, sig.k / var * ctx.p_inv, None, jnp.zeros_like(ctx.log_p))
         elif isinstance(p, Residual):
             if sig.inc is not None or not (isinstance(sig.r, float) and sig.r == 1.0):
                 raise NotImplementedError("a residual sum must act on the block's input")
@@ -401,7 +421,7 @@ def _backward(recs, g, gains: dict):
             g = g + log_s2
         elif kind == "bias":
             gains[rec[1]] = g
-        elif kind == "act":
+        elif kind in ("act", "norm"):
             g = g + rec[1]
         else:  # residual: chi_in = chi_out (1 + branch gain), the cross term averaging to 0
             g_branch = g if rec[2] is None else g + rec[2]
@@ -525,6 +545,22 @@ def _msq(v):
     return jnp.mean(v * v)
 
 
+def _layer_norm(x):
+    """(y, 1 / std) of each row of ``x``: y = (x - mean) / std over the last axis (std with divisor N)."""
+    import jax.numpy as jnp
+
+    c = x - jnp.mean(x, axis=-1, keepdims=True)
+    inv = 1.0 / jnp.sqrt(jnp.mean(c * c, axis=-1, keepdims=True))
+    return c * inv, inv
+
+
+def _layer_norm_back(y, inv, g):
+    """J^T g of the layer normalization at output ``y``: (g - mean(g) - y mean(y g)) / std (J symmetric)."""
+    import jax.numpy as jnp
+
+    return inv * (g - jnp.mean(g) - y * jnp.mean(y * g))
+
+
 def fast_layers(block: Block, act, n: int, dtype):
     """(forward, backward) layer functions of the fast (exact conditional) sampler for one network.
 
@@ -566,6 +602,9 @@ def fast_layers(block: Block, act, n: int, dtype):
                 _probe(stats, x)
                 tapes.append(dict(dphi=act.dphi(x[0], hp.alpha)))
                 x = act.phi(x, hp.alpha)
+            elif isinstance(p, Norm):
+                x, inv = _layer_norm(x)
+                tapes.append(dict(y=x[0], inv=inv[0]))
             else:
                 body, bias = _split_trailing_bias(p.branch)
                 kap_p = _kappa(p, hp)
@@ -592,6 +631,9 @@ def fast_layers(block: Block, act, n: int, dtype):
                 stats["g_" + p.name] = _msq(g)
             elif isinstance(p, Act):
                 g = tapes.pop()["dphi"] * g
+            elif isinstance(p, Norm):
+                t = tapes.pop()
+                g = _layer_norm_back(t["y"], t["inv"], g)
             else:
                 g_branch, row = back(p.branch, _times(_kappa(p, hp), g), tapes, fresh, row, stats, scale, hp)
                 g = g_branch + g
@@ -638,6 +680,9 @@ def dense_layers(block: Block, act, n: int, dtype):
                 _probe(stats, x)
                 tapes.append(x[0])
                 x = act.phi(x, hp.alpha)
+            elif isinstance(p, Norm):
+                x, inv = _layer_norm(x)
+                tapes.append((x[0], inv[0]))
             else:
                 body, bias = _split_trailing_bias(p.branch)
                 kap_p = _kappa(p, hp)
@@ -661,6 +706,8 @@ def dense_layers(block: Block, act, n: int, dtype):
                 stats["g_" + p.name] = _msq(g)
             elif isinstance(p, Act):
                 g = act.dphi(tapes.pop(), hp.alpha) * g
+            elif isinstance(p, Norm):
+                g = _layer_norm_back(*tapes.pop(), g)
             else:
                 g = back(p.branch, _times(_kappa(p, hp), g), keys, tapes, stats, hp) + g
         return g
@@ -712,6 +759,8 @@ def apply_block(block: Block, act, params: dict, alpha, x, scales=None):
                 x = x + _times(kap, params[p.name])
             elif isinstance(p, Act):
                 x = act.phi(x, alpha)
+            elif isinstance(p, Norm):
+                x = _layer_norm(x)[0]
             else:
                 body, bias = _split_trailing_bias(p.branch)
                 kap_p = None if scales is None else _kappa(p, scales)

@@ -185,6 +185,10 @@ def _forward(prims, sig, hv, act, alpha, probe):
                 probe.update(q=q, lambda_=lam)
             recs.append(("act", Vp_(act, q, alpha)))
             sig = (V_(act, q, alpha), W_(act, q, lam, alpha), M_(act, q, alpha), 2 * dsq)
+        elif isinstance(prim, blocks.Norm):
+            var = p - mu * mu  # the coordinates' variance; the two inputs' centred covariance is g - mu^2
+            recs.append(("norm", 1.0 / var))
+            sig = (1.0, (g - mu * mu) / var, 0.0, s / var)
         elif isinstance(prim, blocks.Residual):
             (bp, bg, bmu, bs), branch = _forward(prim.branch, sig, hv, act, alpha, probe)
             k = 1.0 if prim.scale is None else hv[prim.scale]
@@ -203,7 +207,7 @@ def _backward(recs, g, gains):
             g = g * rec[2]
         elif rec[0] == "bias":
             gains[rec[1]] = g
-        elif rec[0] == "act":
+        elif rec[0] in ("act", "norm"):
             g = g * rec[1]
         else:  # residual: the branch sees kappa g, so chi gains kappa^2 times its factor
             g = g + _backward(rec[1], rec[2] * g, gains)

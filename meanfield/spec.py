@@ -24,7 +24,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .activations import Activation
 
-from .blocks import ARCHS, DECAYS, WIDTHS, get_block  # noqa: F401  (ARCHS re-exported: the registry's names)
+from .blocks import ARCHS, DECAYS, NORMS, WIDTHS, get_block  # noqa: F401  (ARCHS re-exported: the registry's names)
 
 #: Names of the built-in activations (``meanfield.activations.BUILTIN``) and those that take alpha.
 ACTIVATIONS = ("tanh", "relu", "alpha_relu", "erf")
@@ -125,6 +125,8 @@ class Spec:
         W2: rN -> rN, V: rN -> N. Static: it sets the samplers' and the model's shapes (at width N the
         inner width is round(r N), at least 1), and a new value compiles anew; must stay None for other
         blocks.
+      norm: ``"layer"`` for pre-LayerNorm: every residual branch sees (x - mean(x)) / std(x) instead of x
+        (no affine parameters); None (default): no normalization. Static, like ``bottleneck``.
     """
 
     arch: str
@@ -143,6 +145,7 @@ class Spec:
     decay_b: object = 0.0
     decay_a: object = 0.0
     bottleneck: object = None
+    norm: object = None
 
     def __post_init__(self):
         if not isinstance(self.arch, str):
@@ -167,6 +170,13 @@ class Spec:
         for name in DECAYS.values():
             object.__setattr__(self, name, _check_array(name, getattr(self, name)))
         self._check_widths()
+        if self.norm is not None:
+            if self.norm not in NORMS:
+                raise ValueError(f"norm must be one of {', '.join(NORMS)} (or None), got {self.norm!r}")
+            if not get_block(self.arch).residual:
+                users = ", ".join(a for a in ARCHS if get_block(a).residual)
+                raise ValueError(f"norm applies to arch {users} only (it normalizes a residual branch's input), "
+                                 f"not to arch {self.arch}")
         if has_alpha:
             # alpha <= 1/2: V'(q) = E[phi'(z)^2] is infinite; alpha > 1 is not the family of the paper
             alpha = _check_array("alpha", self.alpha, low=0.5, low_open=True, high=1.0)
@@ -220,8 +230,9 @@ class Spec:
 
     @property
     def block(self):
-        """The :class:`~meanfield.blocks.Block` of ``arch`` with this spec's widths (what the engines compile)."""
-        return get_block(self.arch).at({name: getattr(self, name) for name in WIDTHS})
+        """The :class:`~meanfield.blocks.Block` of ``arch`` with this spec's widths and normalization (what
+        the engines compile)."""
+        return get_block(self.arch).at({name: getattr(self, name) for name in WIDTHS}, self.norm)
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -451,3 +451,60 @@ def test_cli_simulate_refuses_an_inner_width_without_units(capsys):
         main(["simulate", "--arch", "bottleneck", "--bottleneck", "0.05", "--act", "tanh", "--sw2", "1",
               "--depth", "3", "--width", "8", "--samples", "2"])
     assert exc.value.code == 2 and "round(r N) must be >= 1" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ pre-LayerNorm
+@pytest.mark.parametrize("arch", ["frn", "rrn", "preact", "basic"])
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_pre_layer_norm_matches_block_reference(arch, act):
+    kw = {k: HYPER[k] for k in ("sw2", "sb2", "p0", "gamma0")}
+    if arch != "rrn":
+        kw.update(sv2=HYPER["sv2"], sa2=HYPER["sa2"])
+    spec = mf.Spec(arch, act, 4, norm="layer", branch_scale=0.8, **kw)
+    t = trajectory(spec)
+    want = ref.trajectory(spec.block, act, 4, kw["sw2"], kw.get("sv2", 1.0), kw["sb2"], kw.get("sa2", 0.0), 1.0,
+                          kw["p0"], kw["gamma0"], branch_scale=0.8)
+    got = {("lambda" if f == "lam" else f): getattr(t, f) for f in mf.FIELDS}
+    got["log_R"] = t.log_R
+    assert _max_rel_diff(got, want) < 1e-8
+
+
+def test_pre_layer_norm_relu_frn_closed_form():
+    # the branch sees p = 1: q = sw2 + sb2 at every layer, p grows linearly, p^(l) = p0 + l (sv2 q / 2 + sa2),
+    # and chi's factor is 1 + sv2 sw2 / (2 p^(l-1)) (the normalization divides chi by the variance p)
+    sw2, sv2, sb2, sa2, p0, L = 1.3, 0.8, 0.4, 0.2, 1.5, 50
+    t = trajectory(mf.Spec("frn", "relu", L, sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2, p0=p0, norm="layer"))
+    l = np.arange(L + 1)
+    p = p0 + l * (sv2 * (sw2 + sb2) / 2 + sa2)
+    np.testing.assert_allclose(t.p, p, rtol=1e-13)
+    np.testing.assert_allclose(t.q[1:], sw2 + sb2, rtol=1e-14)
+    np.testing.assert_allclose(t.chi[:-1] / t.chi[1:], 1 + sv2 * sw2 / (2 * p[:-1]), rtol=1e-13)
+    assert t.log_R == pytest.approx(np.sum(np.log1p(sv2 * sw2 / (2 * p[:-1]))), rel=1e-13)
+
+
+def test_pre_layer_norm_validation_and_cli(capsys):
+    with pytest.raises(ValueError, match="norm must be one of layer"):
+        mf.Spec("frn", "tanh", 3, norm="batch")
+    with pytest.raises(ValueError, match="norm applies to arch frn, rrn, preact, basic, bottleneck only"):
+        mf.Spec("ff", "tanh", 3, norm="layer")
+    with pytest.raises(SystemExit) as exc:
+        main(["theory", "--arch", "ff", "--act", "tanh", "--sw2", "1", "--depth", "3", "--norm", "layer"])
+    assert exc.value.code == 2 and "norm applies to arch" in capsys.readouterr().err
+    block = mf.Spec("basic", "tanh", 3, norm="layer").block
+    assert isinstance(block.body[0].branch[0], blocks.Norm) and block.centred
+    assert (block.tape_rows("fast"), block.tape_rows("dense")) == (15, 3)
+
+
+def test_pre_layer_norm_model_normalizes_the_branch_input():
+    from meanfield.train.model import NetworkSettings, apply, init_params
+
+    block = mf.Spec("frn", "relu", 2, norm="layer").block
+    p = init_params(jax.random.PRNGKey(0), NetworkSettings(1.2, 0.8, 0.1, 0.1), arch=block, width=16, depth=2)
+    x = jax.random.normal(jax.random.PRNGKey(1), (4, 784), jnp.float32)
+    got = apply(p, 1.0, x, arch=block, act=mf.get_activation("relu"))
+    h = x @ p["embed_w"] + p["embed_b"]
+    for l in range(2):
+        k = {name: v[l] for name, v in p["blocks"].items()}
+        u = (h - h.mean(-1, keepdims=True)) / h.std(-1, keepdims=True)
+        h = h + jax.nn.relu(u @ k["w"] + k["b"]) @ k["v"] + k["a"]
+    np.testing.assert_allclose(got, h @ p["out_w"] + p["out_b"], rtol=2e-5, atol=2e-5)

@@ -61,6 +61,10 @@ CASES = [
                                decay_b=1.0, decay_a=1.0), 1024, 100, 20),
     ("relu_basic_decay", mf.Spec("basic", "relu", 20, sw2=2.0, sv2=2.0, sb2=0.5, sa2=0.5, decay_w=0.3, decay_v=1.0,
                                  decay_b=0.5, decay_a=2.0), 1024, 100, 40),
+    ("tanh_frn_norm", mf.Spec("frn", "tanh", 20, sw2=1.69, sv2=1.5, sb2=0.49, sa2=0.5, norm="layer"), 1024, 100, 20),
+    ("relu_basic_norm", mf.Spec("basic", "relu", 20, sw2=2.0, sv2=2.0, sb2=0.5, sa2=0.5, norm="layer"),
+     1024, 100, 40),
+    ("relu_rrn_norm", mf.Spec("rrn", "relu", 20, sw2=1.0, sb2=0.5, norm="layer"), 1024, 100, 20),
 ]
 
 
@@ -97,7 +101,7 @@ def test_simulation_matches_theory(name, spec, width, samples, c):
     # gradient bookkeeping: chi^(L) = 1 exactly (a +-1 vector), chi_a = chi, chi_w = chi_b * p^(l-1) per net
     per = _case(name)
     assert np.all(per.chi[:, -1] == 1.0) and se.chi[-1] == 0.0
-    if spec.arch != "preact":  # W meets the stream x^(l-1) itself (preact: phi(x^(l-1)))
+    if spec.arch != "preact" and spec.norm is None:  # W meets x^(l-1) itself (preact: phi(x^(l-1)); norm: LN)
         np.testing.assert_allclose(per.chi_w[:, 1:], per.chi_b[:, 1:] * per.p[:, :-1], rtol=1e-12)
     if spec.arch == "frn":
         kappa2 = float(spec.branch_scale) ** 2  # dE/da = kappa g
@@ -184,12 +188,14 @@ def test_samplers_agree_in_distribution_for_a_scaled_two_layer_branch():
     _two_sample(dense, fast, ("p", "gamma", "e", "chi", "chi_b", "chi_w", "chi_v"), ks_min=1e-4)
 
 
-def test_samplers_agree_in_distribution_for_a_bottleneck_with_decay():
+@pytest.mark.parametrize("norm", [pytest.param(None, marks=pytest.mark.slow), "layer"])
+def test_samplers_agree_in_distribution_for_a_bottleneck_with_decay(norm):
     """A bottleneck of inner width 3 at N = 8 (W: 8 -> 3, W2: 3 -> 3, V: 3 -> 8; r = 0.4, round(3.2) = 3)
-    with decaying variances: 1000 networks per sampler, |z| <= 4 and KS p >= 1e-4 per layer and field
-    (each rectangular matrix conditioned on its own forward columns, of its own input width)."""
+    with decaying variances, without and with pre-LayerNorm: 1000 networks per sampler, |z| <= 4 and KS
+    p >= 1e-4 per layer and field (each rectangular matrix conditioned on its own forward columns, of its
+    own input width; the normalization's Jacobian applied exactly by both)."""
     spec = mf.Spec("bottleneck", "tanh", 3, sw2=1.69, sv2=1.5, sb2=0.49, sa2=0.5, bottleneck=0.4, decay_w=1.0,
-                   decay_b=0.5)
+                   decay_b=0.5, norm=norm)
     assert spec.block.shapes(8)["w"] == (8, 3)
     dense = networks(spec, 8, 1000, jax.random.key(1), "dense")
     fast = networks(spec, 8, 1000, jax.random.key(2), "fast")

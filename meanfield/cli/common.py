@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from ..blocks import BLOCKS, DECAYS, WIDTHS, get_block
+from ..blocks import BLOCKS, DECAYS, NORMS, WIDTHS, get_block
 from ..spec import ACTIVATIONS, ALPHA_ACTIVATIONS, ARCHS, NEUTRAL, Spec, unused_variances
 from ..trajectory import FIELDS, Trajectory, json_name
 
@@ -29,7 +29,7 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
     """The network flags of ``meanfield theory`` (and of every subcommand that takes one network).
 
     ``depth_help=None`` leaves --depth out, for a subcommand that defines its own; ``modifiers=True`` adds
-    --branch-scale, --bottleneck and the variance decays --decay-w/v/b/a. Flags that only some networks have default to None, so that :func:`spec_from_args`
+    --branch-scale, --bottleneck, --norm and the variance decays --decay-w/v/b/a. Flags that only some networks have default to None, so that :func:`spec_from_args`
     can refuse them where they do not apply.
     """
     blocks = "; ".join(f"{name}: {block.doc.split(': ', 1)[-1]}" for name, block in BLOCKS.items() if name in archs)
@@ -49,6 +49,10 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
         parser.add_argument("--bottleneck", type=float, metavar="R",
                             help=f"inner width r > 0 as a multiple of N: W: N -> rN, W2: rN -> rN, V: rN -> N "
                                  f"(round(r N) units, at least 1; {with_r} only; default 1/4)")
+        with_norm = ", ".join(a for a in archs if get_block(a).residual)
+        parser.add_argument("--norm", choices=NORMS,
+                            help=f"layer: pre-LayerNorm, every residual branch sees (x - mean(x)) / std(x) "
+                                 f"instead of x ({with_norm} only; default none)")
         for var, decay in DECAYS.items():
             users = ", ".join(a for a in archs if decay not in unused_variances(a))
             parser.add_argument("--" + decay.replace("_", "-"), type=float, metavar="BETA",
@@ -88,7 +92,7 @@ def spec_from_args(args: argparse.Namespace, depth: int | None = None) -> Spec:
     widths = {k: getattr(args, k, None) for k in WIDTHS}
     try:
         return Spec(arch=args.arch, act=args.act, depth=args.depth if depth is None else depth, sw2=args.sw2,
-                    **values, **widths)
+                    norm=getattr(args, "norm", None), **values, **widths)
     except ValueError as err:
         die(str(err))
 
@@ -100,7 +104,7 @@ def block_of(args: argparse.Namespace):
     for name, default in WIDTHS.items():
         value = getattr(args, name, None)
         values[name] = value if value is not None and math.isfinite(value) and value > 0 else default
-    return get_block(args.arch).at(values)
+    return get_block(args.arch).at(values, getattr(args, "norm", None) if get_block(args.arch).residual else None)
 
 
 def available_memory() -> int | None:
