@@ -473,7 +473,7 @@ def test_cli_trains_preact_at_a_depth_scaled_branch(tmp_path, tiny_data, monkeyp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["basic", "ff"])
+@pytest.mark.parametrize("arch", ["basic", "ff", "bottleneck"])
 def test_cli_trains_every_block(arch, tmp_path, tiny_data):
     out = tmp_path / arch
     argv = ["train", "--arch", arch, "--act", "tanh", "--sw2", "0.5", "--depth", "2", "--width", "8",

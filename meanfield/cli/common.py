@@ -25,11 +25,13 @@ def die(message: str) -> None:
 
 
 def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("table", "json", "csv"),
-                  depth_help: str | None = "number of layers L >= 1", modifiers: bool = False) -> None:
+                  depth_help: str | None = "number of layers L >= 1", modifiers: bool = False,
+                  variants: bool = False) -> None:
     """The network flags of ``meanfield theory`` (and of every subcommand that takes one network).
 
     ``depth_help=None`` leaves --depth out, for a subcommand that defines its own; ``modifiers=True`` adds
-    --branch-scale, --bottleneck, --norm and the variance decays --decay-w/v/b/a. Flags that only some networks have default to None, so that :func:`spec_from_args`
+    --branch-scale; ``variants=True`` adds --bottleneck, --norm and the variance decays --decay-w/v/b/a
+    (for a subcommand whose engines take the spec's block and layer variances). Flags that only some networks have default to None, so that :func:`spec_from_args`
     can refuse them where they do not apply.
     """
     blocks = "; ".join(f"{name}: {block.doc.split(': ', 1)[-1]}" for name, block in BLOCKS.items() if name in archs)
@@ -45,6 +47,7 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
         parser.add_argument("--branch-scale", metavar="KAPPA",
                             help="residual branch multiplier kappa >= 0: x <- x + kappa branch(x), a number or "
                                  "1/sqrt(L) or 1/L (residual archs only; default 1)")
+    if variants:
         with_r = ", ".join(a for a in archs if "bottleneck" in get_block(a).widths)
         parser.add_argument("--bottleneck", type=float, metavar="R",
                             help=f"inner width r > 0 as a multiple of N: W: N -> rN, W2: rN -> rN, V: rN -> N "

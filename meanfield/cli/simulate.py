@@ -16,7 +16,7 @@ def register(sub) -> None:
                                         "of the quantities of 'meanfield theory', each with a <key>_stderr "
                                         "twin (docs/theory.md, section 8). The run's memory is estimated "
                                         "before anything is compiled, and a run that cannot fit is refused.")
-    add_spec_args(parser, modifiers=True)
+    add_spec_args(parser, modifiers=True, variants=True)
     parser.add_argument("--width", type=int, required=True, help="network width N >= 3")
     parser.add_argument("--samples", type=int, required=True, help="independent networks, >= 2")
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")

@@ -13,7 +13,7 @@ def register(sub) -> None:
                                         "backward (chi, chi_a, chi_b, chi_w, chi_v, log R), layers 0..L "
                                         "(docs/theory.md, sections 2 and 3). The run's memory is estimated "
                                         "before anything is compiled, and a depth that cannot fit is refused.")
-    add_spec_args(parser, modifiers=True)
+    add_spec_args(parser, modifiers=True, variants=True)
     add_memory_arg(parser)
     parser.set_defaults(func=run)
 
