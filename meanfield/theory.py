@@ -32,7 +32,7 @@ import numpy as np
 from ._plan import DEFAULT_CHUNK, check_chunk_size, trajectory_bytes  # noqa: F401
 from ._x64 import float64
 from .activations import Activation
-from .blocks import GRADIENT_FIELDS, Block, at_layer, get_block, theory_step
+from .blocks import DECAYS, GRADIENT_FIELDS, Block, at_layer, get_block, theory_step
 from .parallel import map_points
 from .spec import Hyper, Spec
 from .trajectory import Trajectory
@@ -43,7 +43,7 @@ def estimate_bytes(spec: Spec, *, chunk_size: int | None = None) -> int:
     return trajectory_bytes(spec.depth, spec.size, chunk_size)
 
 
-def _layer_scan(block: Block, act: Activation, depth: int, h: Hyper):
+def _layer_scan(block: Block, act: Activation, depth: int, h: Hyper, decay: bool):
     """Forward recursion for a batch of grid points (arrays of shape (B,) in ``h``).
 
     Returns the initial state and the states after each layer, arrays of shape (L, B). The depth loop
@@ -51,16 +51,17 @@ def _layer_scan(block: Block, act: Activation, depth: int, h: Hyper):
     kernel, and every per-layer quantity that does not feed the next layer is computed afterwards, for
     all layers at once (:func:`_layer_outputs`). The batch is explicit (not vmapped) so that
     activations can route each grid point to the cheapest accurate rule (see
-    ``activations._split_eval``). The layer index l = 1..L is the scan's input: layer l's variances are
-    :func:`meanfield.blocks.at_layer` of ``h``.
+    ``activations._split_eval``). With ``decay`` the layer index l = 1..L is the scan's input and layer
+    l's variances are :func:`meanfield.blocks.at_layer` of ``h``; without it (every decay exponent 0)
+    the loop does not compute l^-decay at all, which keeps it small enough to be one kernel.
     """
 
     def step(carry, l):
-        new, _ = theory_step(block, act, at_layer(h, l), carry)
+        new, _ = theory_step(block, act, h if l is None else at_layer(h, l), carry)
         return new, new
 
     carry0 = (jnp.log(h.p0), 1.0 - h.gamma0 / h.p0, jnp.zeros_like(h.p0))
-    _, states = jax.lax.scan(step, carry0, _layers(depth))
+    _, states = jax.lax.scan(step, carry0, _layers(depth) if decay else None, length=depth)
     return carry0, states
 
 
@@ -73,7 +74,7 @@ def _layers(depth: int):
 _OUTPUT_POINTS = 1 << 16
 
 
-def _layer_outputs(block: Block, act: Activation, h: Hyper, inputs) -> dict:
+def _layer_outputs(block: Block, act: Activation, h: Hyper, inputs, decay: bool) -> dict:
     """The per-layer outputs of :func:`meanfield.blocks.theory_step` (log q, c, log chi factor, gains,
     log q of every activation) given each layer's input state ``inputs`` (three (L, B) arrays),
     a batch of layers at a time."""
@@ -85,20 +86,20 @@ def _layer_outputs(block: Block, act: Activation, h: Hyper, inputs) -> dict:
     layers = _layers(depth)[:, None]
     padded = tuple(jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x
                    for x in inputs + (layers,))
-    out = jax.lax.map(lambda xs: theory_step(block, act, at_layer(h, xs[3]), xs[:3])[1],
+    out = jax.lax.map(lambda xs: theory_step(block, act, at_layer(h, xs[3]) if decay else h, xs[:3])[1],
                       tuple(x.reshape((n, per) + x.shape[1:]) for x in padded))
     return jax.tree.map(lambda x: x.reshape((n * per,) + x.shape[2:])[:depth]
                         if x.ndim == 3 else jnp.moveaxis(x, 1, 0).reshape((x.shape[1], n * per, width))[:, :depth],
                         out)
 
 
-def _core(arch, act: Activation, depth: int, h: Hyper):
+def _core(arch, act: Activation, depth: int, h: Hyper, decay: bool):
     """Trajectories of a batch (every field (B, L + 1), log_R (B,)) and the range of q over every
     activation's input and layer, (B, 2)."""
     block = get_block(arch)
-    (lp0, d0, m0), states = _layer_scan(block, act, depth, h)
+    (lp0, d0, m0), states = _layer_scan(block, act, depth, h, decay)
     inputs = tuple(jnp.concatenate([x0[None], x[:-1]]) for x0, x in zip((lp0, d0, m0), states))
-    out = _layer_outputs(block, act, h, inputs)
+    out = _layer_outputs(block, act, h, inputs, decay)
     log_p, d, m = (x.T for x in states)  # (B, L)
     log_q, c = out["log_q"].T, out["c"].T
     col = lambda x: x[:, None]  # noqa: E731
@@ -132,11 +133,12 @@ def _core(arch, act: Activation, depth: int, h: Hyper):
     return traj, q_range
 
 
-@functools.partial(jax.jit, static_argnames=("arch", "act", "depth"))
-def _batched(h: Hyper, *, arch, act: Activation, depth: int) -> tuple[Trajectory, jax.Array]:
+@functools.partial(jax.jit, static_argnames=("arch", "act", "depth", "decay"))
+def _batched(h: Hyper, *, arch, act: Activation, depth: int, decay: bool) -> tuple[Trajectory, jax.Array]:
     """:func:`_core` compiled for one block of grid points (the per-point function of
-    :func:`meanfield.parallel.map_points`: each device runs the whole depth scan on its block)."""
-    return _core(arch, act, depth, h)
+    :func:`meanfield.parallel.map_points`: each device runs the whole depth scan on its block).
+    ``decay``: whether some variance decays with depth (one program with, one without)."""
+    return _core(arch, act, depth, h, decay)
 
 
 def trajectory(spec: Spec, *, chunk_size: int | None = None, progress: bool = False, mesh=None) -> Trajectory:
@@ -166,8 +168,11 @@ def _trajectory(spec: Spec, chunk: int, progress: bool, mesh) -> Trajectory:
     flat = Hyper(*(np.reshape(x, (n,)) for x in spec.hyper()))
     act = spec.act
 
+    decay = any(bool(np.any(getattr(flat, d) != 0)) for d in DECAYS.values())
+
     def run(points, a):
-        return map_points(_batched, points, static={"arch": spec.block, "act": a, "depth": spec.depth},
+        return map_points(_batched, points,
+                          static={"arch": spec.block, "act": a, "depth": spec.depth, "decay": decay},
                           chunk=chunk, mesh=mesh, progress="theory" if progress else None)
 
     if act.unchecked is None:
