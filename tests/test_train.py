@@ -809,3 +809,47 @@ def test_validation_split_is_disjoint_and_deterministic(tiny_data):
     np.testing.assert_array_equal(a.x_train, b.x_train[:20])
     with pytest.raises(ValueError, match="train_subset.*validation"):
         subset(tiny_data, len(tiny_data.x_train), None, 10)
+
+
+def test_cli_trains_a_block_variant(tmp_path, tiny_data, monkeypatch):
+    """--bottleneck, --norm and --decay-* reach the trainer (the resolved block, the decays of every
+    network) and the mean-field readout (the theory of the same variant); config.json keeps them; a
+    bad value exits 2 before anything is compiled."""
+    from meanfield.train.predictors import readout_scale
+
+    calls = []
+
+    def record(var, seeds, data, **kw):
+        calls.append((kw["arch"], var))
+        half = np.full(len(seeds), 0.5)
+        return trainer.GridResult(half, half, half, half, np.zeros(len(seeds), np.int64), half)
+
+    monkeypatch.setattr(trainer, "train_grid", record)
+    out = tmp_path / "run"
+    base = ["train", "--arch", "bottleneck", "--act", "relu", "--sw2", "0.5,1.5", "--depth", "4", "--width", "8",
+            "--epochs", "1", "--batch", "16", "--val-subset", "16", "--lr", "0.01", "--data",
+            _npz(tmp_path, tiny_data), "--no-plots", "--no-progress"]
+    argv = base + ["--bottleneck", "0.5", "--norm", "layer", "--decay-w", "1", "--decay-a", "0.5",
+                   "--readout", "meanfield", "--out", str(out)]
+    assert main(argv) == 0
+    (block, var), = calls
+    assert block == meanfield.Spec("bottleneck", "relu", 1, bottleneck=0.5, norm="layer").block
+    np.testing.assert_array_equal(np.broadcast_to(var.decay_w, (2,)), 1.0)
+    np.testing.assert_array_equal(np.broadcast_to(var.decay_a, (2,)), 0.5)
+    variant = dict(bottleneck=0.5, norm="layer", decay_w=1.0, decay_v=0.0, decay_b=0.0, decay_a=0.5)
+    points = {"alpha": np.ones(2), "sw2": np.array([0.5, 1.5]), "sv2": np.ones(2), "sb2": np.zeros(2),
+              "sa2": np.zeros(2)}
+    config = json.load(open(out / "config.json"))
+    stats_in = config["input_stats"]["p0"], config["input_stats"]["gamma0"]
+    want = readout_scale("bottleneck", "relu", points, [4, 4], *stats_in, 1.0, variant)
+    np.testing.assert_allclose(var.out_scale, want, rtol=1e-6)
+    plain = readout_scale("bottleneck", "relu", points, [4, 4], *stats_in)
+    assert np.all(np.abs(want / plain - 1) > 0.01)
+    assert {k: config["effective"][k] for k in variant} == variant
+    assert effective(_tiny_sweep(arch="bottleneck")).bottleneck == 0.25  # the default, as trained
+    for flags, message in ((["--bottleneck", "0.01"], "round(r N) must be >= 1"),
+                           (["--arch", "rrn", "--decay-v", "1"], "--decay-v applies to --arch"),
+                           (["--arch", "ff", "--norm", "layer"], "norm applies to arch")):
+        with pytest.raises(SystemExit) as exc:
+            main(base + ["--out", str(tmp_path / "bad")] + flags)
+        assert exc.value.code == 2

@@ -20,6 +20,7 @@ import argparse
 import os
 import time
 
+from ..blocks import DECAYS, NORMS
 from ..spec import ARCHS, unused_variances
 from ..train.config import DEFAULT_LRS, TrainConfig
 from .common import check_applicable, die
@@ -50,6 +51,12 @@ def register(subparsers) -> None:
     p.add_argument("--branch-scale", metavar="KAPPA",
                    help="residual branch multiplier kappa >= 0 of every network: x <- x + kappa branch(x), a "
                         "number or 1/sqrt(L) or 1/L, resolved at each depth (residual archs only; default 1)")
+    p.add_argument("--bottleneck", type=float, metavar="R",
+                   help="inner width r > 0 of the bottleneck block as a multiple of N, one per sweep (default 1/4)")
+    p.add_argument("--norm", choices=NORMS, help="layer: pre-LayerNorm in every residual branch (default none)")
+    for var, decay in DECAYS.items():
+        p.add_argument("--" + decay.replace("_", "-"), type=float, metavar="BETA",
+                       help=f"variance decay, one per sweep: layer l has {var} l^-BETA (default 0)")
     p.add_argument("--zip", metavar="NAMES",
                    help="comma list of value axes to pair elementwise instead of crossing (e.g. sv2,sa2)")
     p.add_argument("--depth", metavar="LIST", help="depths L >= 1 (integers)")
@@ -118,7 +125,9 @@ def config_from_args(args: argparse.Namespace):
                           train_subset=chosen["train_subset"], test_subset=chosen["test_subset"],
                           val_subset=chosen["val_subset"], readout=args.readout,
                           data=args.data, init=args.init, zip=zipped,
-                          branch_scale=1.0 if args.branch_scale is None else args.branch_scale, **lists)
+                          branch_scale=1.0 if args.branch_scale is None else args.branch_scale,
+                          bottleneck=args.bottleneck, norm=args.norm,
+                          **{d: getattr(args, d) for d in DECAYS.values() if getattr(args, d) is not None}, **lists)
         validate(cfg)
     except (SweepError, ValueError) as err:
         die(str(err))
@@ -149,7 +158,7 @@ def analyze_dir(out_dir: str, figures_dir: str | None) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.analyze is not None:
         given = [a for a in ("arch", "act", "depth", "out", "alpha", "sw2", "sv2", "sb2", "sa2", "lr", "zip",
-                             "branch_scale") if getattr(args, a) is not None]
+                             "branch_scale", "bottleneck", "norm", *DECAYS.values()) if getattr(args, a) is not None]
         if given:
             die(f"--analyze reads an existing sweep; do not also pass "
                 f"{', '.join('--' + a.replace('_', '-') for a in given)}")

@@ -249,13 +249,19 @@ def branch_scale(config: dict):
     return SweepConfig.from_json(config["effective"]).branch_scale
 
 
+def variants(config: dict) -> dict:
+    """The sweep's block variant (width, normalization, variance decays; :meth:`SweepConfig.variants`),
+    the plain block's for a config.json written before those fields existed."""
+    return SweepConfig.from_json(config["effective"]).variants()
+
+
 def cell_predictors(config: dict, runs: Runs) -> dict:
     """The theory's log R, log s, log p at every cell of the sweep (arrays over cells)."""
     eff = config["effective"]
     stats_in = config["input_stats"]
     depth = runs.axes["depth"]
     th = theory_at(eff["arch"], eff["act"], {a: runs.axes[a] for a in THEORY_AXES}, int(depth.max()),
-                   stats_in["p0"], stats_in["gamma0"], branch_scale(config))
+                   stats_in["p0"], stats_in["gamma0"], branch_scale(config), variants(config))
     at = np.arange(runs.n_cells)
     return {k: v[at, depth] for k, v in th.items()}
 
@@ -402,7 +408,7 @@ def _edge_level(config: dict, runs: Runs, ridge: dict, name: str) -> float | Non
     points = {a: np.full(len(pts), runs.axes[a][0]) for a in THEORY_AXES}
     points["sw2"] = np.array([p["edge"] for p in pts])
     th = theory_at(eff["arch"], eff["act"], points, max(p["depth"] for p in pts), st["p0"], st["gamma0"],
-                   branch_scale(config))
+                   branch_scale(config), variants(config))
     vals = th[name][np.arange(len(pts)), [p["depth"] for p in pts]]
     for p, v in zip(pts, vals):
         p["edge_" + name] = float(v)

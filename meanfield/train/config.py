@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from ..blocks import WIDTHS, get_block
 from ..spec import ARCHS, DEPTH_SCALES, NEUTRAL, Spec, branch_scale_at, unused_variances
 
 #: Initialization presets of ``--init``. ``spec`` uses the variances given on the command line.
@@ -144,6 +145,9 @@ class SweepConfig:
       branch_scale: kappa of the residual branches, x <- x + kappa branch(x): a number >= 0, or
         ``"1/sqrt(L)"`` / ``"1/L"`` (kappa = L^-1/2 / L^-1 at each depth L of the sweep); 1 for a block
         without a residual branch. One value per sweep (config.json; results.csv has no column for it).
+      bottleneck, norm, decay_w, decay_v, decay_b, decay_a: the block's inner width, pre-LayerNorm and
+        variance decay exponents, as for :class:`~meanfield.spec.Spec`; one value each per sweep, like
+        ``branch_scale`` (:meth:`variants`).
     """
 
     arch: str
@@ -165,6 +169,16 @@ class SweepConfig:
     init: str = "spec"
     zip: tuple = ()
     branch_scale: object = 1.0
+    bottleneck: float | None = None
+    norm: str | None = None
+    decay_w: float = 0.0
+    decay_v: float = 0.0
+    decay_b: float = 0.0
+    decay_a: float = 0.0
+
+    def variants(self) -> dict:
+        """The :class:`~meanfield.spec.Spec` fields of the block's variant: width, normalization, decays."""
+        return {k: getattr(self, k) for k in ("bottleneck", "norm", "decay_w", "decay_v", "decay_b", "decay_a")}
 
     def __post_init__(self):
         kappa = self.branch_scale
@@ -197,13 +211,15 @@ class SweepConfig:
 def effective(cfg: SweepConfig) -> SweepConfig:
     """The sweep as trained: preset variances applied, unused axes (the variances the block does not use,
     such as V and a of an rrn, and alpha of a non-alpha activation) fixed to the values the network uses
-    (:data:`~meanfield.spec.NEUTRAL`: sv2 = 1, sa2 = 0, alpha = 1)."""
+    (:data:`~meanfield.spec.NEUTRAL`: sv2 = 1, sa2 = 0, alpha = 1), and an unset width at its default."""
     changes = {}
     if cfg.init != "spec":
         changes.update({k: (v,) for k, v in INIT_PRESETS[cfg.init].items()})
     changes.update({k: (NEUTRAL[k],) for k in unused_variances(cfg.arch) if k in VALUE_AXES})
     if cfg.act != "alpha_relu":
         changes["alpha"] = (1.0,)
+    widths = get_block(cfg.arch).widths if cfg.arch in ARCHS else ()
+    changes.update({k: v for k, v in WIDTHS.items() if k in widths and getattr(cfg, k) is None})
     zipped = tuple(a for a in cfg.zip if a not in changes)
     return dataclasses.replace(cfg, zip=zipped if len(zipped) > 1 else (), **changes)
 
@@ -248,12 +264,14 @@ def validate(cfg: SweepConfig) -> None:
         raise SweepError(f"branch_scale applies to residual blocks only: leave it at 1 for arch {cfg.arch}, "
                          f"got {cfg.branch_scale!r}")
     eff = effective(cfg)
-    # Spec validates the variances, alpha and the branch scale at every depth (with the field name and
-    # allowed range)
-    Spec(arch=eff.arch, act=eff.act, depth=1, sw2=np.array(eff.sw2), sv2=np.array(eff.sv2)[:, None],
-         sb2=np.array(eff.sb2)[:, None, None], sa2=np.array(eff.sa2)[:, None, None, None],
-         alpha=np.array(eff.alpha)[:, None, None, None, None],
-         branch_scale=np.reshape([branch_scale_at(eff.branch_scale, d) for d in eff.depth], (-1,) + (1,) * 5))
+    # Spec validates the variances, alpha, the branch scale at every depth and the block's variant (with
+    # the field name and allowed range)
+    spec = Spec(arch=eff.arch, act=eff.act, depth=1, sw2=np.array(eff.sw2), sv2=np.array(eff.sv2)[:, None],
+                sb2=np.array(eff.sb2)[:, None, None], sa2=np.array(eff.sa2)[:, None, None, None],
+                alpha=np.array(eff.alpha)[:, None, None, None, None],
+                branch_scale=np.reshape([branch_scale_at(eff.branch_scale, d) for d in eff.depth], (-1,) + (1,) * 5),
+                **eff.variants())
+    spec.block.shapes(cfg.train.width)  # every layer of the bottleneck has units at this width
 
 
 def settings(cfg: SweepConfig) -> list[dict]:

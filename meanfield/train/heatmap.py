@@ -30,7 +30,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .analysis import CHANCE, Runs, analyze, branch_scale, facet_mask, facets, load, swept_axis
+from .analysis import CHANCE, Runs, analyze, branch_scale, facet_mask, facets, load, swept_axis, variants
 from .predictors import LOG_F32_MAX, THEORY_AXES, theory_at
 
 LABELS = {"log_R": "log R = log chi^(0)/chi^(L)", "log_s": "log s^(L)", "log_p": "log p^(L)"}
@@ -75,7 +75,8 @@ def _theory_overlay(ax, config, facet, x_axis, xe, ye, predictor, handles):
     pts = {a: np.full(_FINE, facet[a]) for a in THEORY_AXES if a != x_axis}
     pts[x_axis] = xf
     depth_max = int(np.ceil(ye[-1]))
-    th = theory_at(eff["arch"], eff["act"], pts, depth_max, st["p0"], st["gamma0"], branch_scale(config))
+    th = theory_at(eff["arch"], eff["act"], pts, depth_max, st["p0"], st["gamma0"], branch_scale(config),
+                   variants(config))
     yf = np.arange(max(1, int(np.floor(ye[0]))), depth_max + 1)
     pred = np.ma.masked_invalid(th[predictor][:, yf].T)
     if pred.count() >= 4 and np.ptp(pred.compressed()) > 0:

@@ -24,13 +24,14 @@ _POINTS_PER_CALL = 2048
 
 
 def theory_at(arch: str, act: str, points: dict, max_depth: int, p0: float, gamma0: float,
-              branch_scale=1.0) -> dict:
+              branch_scale=1.0, variants: dict | None = None) -> dict:
     """Predictors for every depth 1..max_depth at each point.
 
     Args:
       points: arrays (n,) of ``alpha, sw2, sv2, sb2, sa2``.
       branch_scale: kappa of the residual branches, a number or ``1/sqrt(L)`` / ``1/L`` (resolved at
         each depth L; see :class:`~meanfield.train.config.SweepConfig`).
+      variants: the block's width, normalization and decays (``SweepConfig.variants()``; None: none).
     Returns:
       dict of arrays (n, max_depth + 1), index L = the value for a depth-L network: ``log_R``,
       ``log_s``, ``log_p``.
@@ -41,7 +42,7 @@ def theory_at(arch: str, act: str, points: dict, max_depth: int, p0: float, gamm
 
     def predictors(kappa):
         spec = Spec(arch=arch, act=act, depth=max_depth, p0=p0, gamma0=gamma0, branch_scale=kappa,
-                    **{a: np.asarray(points[a], np.float64) for a in THEORY_AXES})
+                    **{a: np.asarray(points[a], np.float64) for a in THEORY_AXES}, **(variants or {}))
         traj = trajectory(spec)
         log_chi = np.asarray(traj.log_chi)
         return {"log_R": log_chi[..., :1] - log_chi, "log_s": np.asarray(traj.log_s),
@@ -66,15 +67,15 @@ def theory_at(arch: str, act: str, points: dict, max_depth: int, p0: float, gamm
 
 
 def readout_scale(arch: str, act: str, points: dict, depths, p0: float, gamma0: float,
-                  branch_scale=1.0) -> np.ndarray:
+                  branch_scale=1.0, variants: dict | None = None) -> np.ndarray:
     """1 / sqrt(p^(L)) of the theory at each point (n,) and its depth ``depths`` (n,): the factor of the
     mean-field readout, which gives logits of order 1 at initialization whatever the depth. Where p^(L)
     is beyond float32 (the network overflows anyway) the factor is the smallest positive float32.
-    ``branch_scale`` as for :func:`theory_at`."""
+    ``branch_scale`` and ``variants`` as for :func:`theory_at`."""
     depths = np.asarray(depths, np.int64)
     if len(np.unique(depths)) == 1:  # one depth (a sweep's group): kappa is a number, one theory call
         branch_scale = branch_scale_at(branch_scale, int(depths[0]))
-    log_p = theory_at(arch, act, points, int(depths.max()), p0, gamma0, branch_scale)["log_p"]
+    log_p = theory_at(arch, act, points, int(depths.max()), p0, gamma0, branch_scale, variants)["log_p"]
     log_p_l = log_p[np.arange(len(depths)), depths]
     tiny = float(np.finfo(np.float32).tiny)
     return np.maximum(np.exp(-0.5 * np.minimum(log_p_l, 2 * LOG_F32_MAX)), tiny)

@@ -227,7 +227,7 @@ def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devi
     from tqdm.auto import tqdm
 
     from ..activations import get_activation
-    from ..spec import branch_scale_at
+    from ..spec import Spec, branch_scale_at
     from .model import NetworkSettings
     from .predictors import readout_scale
     from .trainer import train_grid
@@ -248,6 +248,8 @@ def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devi
             f.write("\n")
 
     act = get_activation(eff.act)
+    block = Spec(eff.arch, act, 1, **eff.variants()).block  # with the sweep's width and normalization
+    decays = {k: v for k, v in eff.variants().items() if k.startswith("decay_")}
     mesh = grid_mesh(devices)
     n_dev = mesh.devices.size
     todo = {}
@@ -274,11 +276,11 @@ def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devi
                 t0 = time.perf_counter()
                 column = lambda a: np.array([s[a] for s, _ in group])  # noqa: E731
                 var = NetworkSettings(*(column(a) for a in ("sw2", "sv2", "sb2", "sa2", "alpha", "lr")),
-                                      branch_scale=branch_scale_at(eff.branch_scale, depth))
+                                      branch_scale=branch_scale_at(eff.branch_scale, depth), **decays)
                 if eff.readout == "meanfield":
                     var = var._replace(out_scale=readout_scale(
                         eff.arch, eff.act, {a: column(a) for a in THEORY_AXES}, np.full(len(group), depth),
-                        p0, gamma0, eff.branch_scale))
+                        p0, gamma0, eff.branch_scale, eff.variants()))
                 seeds = np.array([seed for _, seed in group])
 
                 def on_epoch(epoch, state, depth=depth, n=len(group)):
@@ -286,7 +288,7 @@ def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devi
                     bar.set_postfix_str(f"{finished}/{n_nets} done, L={depth} epoch {epoch}/{eff.train.epochs}")
                     bar.update(epoch_cost(depth) * n)
 
-                res = train_grid(var, seeds, data, arch=eff.arch, act=act, depth=depth, cfg=eff.train,
+                res = train_grid(var, seeds, data, arch=block, act=act, depth=depth, cfg=eff.train,
                                  devices=mesh, on_epoch=on_epoch if progress and writer else None)
                 seconds = (time.perf_counter() - t0) / len(group)
                 rows([[_fmt(v) for v in (
