@@ -115,6 +115,7 @@ def _grid_labels(spec, grid_shape: tuple, depth: int) -> tuple[tuple, dict, dict
         raise ValueError(f"the trajectory's grid shape {tuple(grid_shape)} is not the spec's "
                          f"{tuple(spec.shape)}: pass the spec it was computed from")
     attrs = {"arch": spec.arch, "act": spec.act.name, "depth": depth}
+    attrs.update({k: getattr(spec, k) for k in ("bottleneck", "norm") if getattr(spec, k) is not None})
     values, reach, spans = {}, {}, {}
     for f in HYPER_FIELDS:
         v = np.asarray(getattr(spec, f), dtype=np.float64)
