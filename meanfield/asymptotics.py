@@ -29,7 +29,7 @@ from scipy.optimize import brentq
 
 from ._x64 import in_float64
 from .activations import J_alpha, get_activation, log_c_alpha
-from .blocks import get_block
+from .blocks import DECAYS, get_block
 from .spec import Spec
 from .trajectory import Trajectory
 
@@ -373,13 +373,27 @@ def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, s
 _LARGE_P = (1e8, 4e8)
 
 
+def _check_mappable(spec: Spec, what: str) -> None:
+    """The laws read off one block's map need a block that is the same at every layer and whose
+    stream stays centred (or an odd activation)."""
+    block = get_block(spec.arch)
+    if not (block.residual and (block.centred or spec.act.odd)):
+        raise ValueError(f"{what} applies to residual blocks whose stream stays centred, not {spec.arch}")
+    if spec.shape != ():
+        raise ValueError(f"{what} takes scalar hyperparameters, got shape {spec.shape}")
+    decays = [d for d in DECAYS.values() if float(getattr(spec.hyper(), d)) != 0.0]
+    if decays or spec.norm is not None:
+        raise ValueError(f"{what}: no law is derived for {', '.join(decays) or 'norm ' + str(spec.norm)} "
+                         "(the map changes with depth, or p no longer enters the branch)")
+
+
 def _block_map(spec: Spec, p: float) -> tuple[float, float]:
     """(p_l - p_(l-1), log chi^(l-1)/chi^(l)) of ``spec``'s block at input p (zero mean, e = 1/2)."""
     from .blocks import theory_step
 
     h = spec.hyper()
     h = h._replace(**{f: jnp.full((1,), float(v)) for f, v in h._asdict().items()})
-    _, out = theory_step(get_block(spec.arch), spec.act, h,
+    _, out = theory_step(spec.block, spec.act, h,
                          (jnp.full((1,), math.log(p)), jnp.full((1,), 0.5), jnp.zeros((1,))))
     return p * math.expm1(float(out["log_growth"][0])), float(out["log_factor"][0])
 
@@ -401,11 +415,7 @@ def block_limits(spec: Spec) -> dict:
     sqrt(sw2) / sqrt(sv2 + sa2)); tests hold them to each other.
     """
     name = spec.act.name
-    if spec.shape != ():
-        raise ValueError(f"block_limits takes scalar hyperparameters, got shape {spec.shape}")
-    block = get_block(spec.arch)
-    if not (block.residual and (block.centred or spec.act.odd)):
-        raise ValueError(f"block_limits applies to residual blocks whose stream stays centred, not {spec.arch}")
+    _check_mappable(spec, "block_limits")
     if name == "relu":  # p_l - p_(l-1) = (B - 1) p + K
         inc1, log_f = _block_map(spec, 1.0)
         inc2, _ = _block_map(spec, 2.0)
@@ -436,11 +446,8 @@ def depth_scaled_limit(spec: Spec, t=None) -> dict:
 
     from .blocks import theory_step
 
-    block = get_block(spec.arch)
-    if not (block.residual and (block.centred or spec.act.odd)):
-        raise ValueError(f"depth_scaled_limit applies to residual blocks whose stream stays centred, not {spec.arch}")
-    if spec.shape != ():
-        raise ValueError(f"depth_scaled_limit takes scalar hyperparameters, got shape {spec.shape}")
+    _check_mappable(spec, "depth_scaled_limit")
+    block = spec.block
     h = spec.hyper()
     h = h._replace(**{f: jnp.full((1,), 1.0 if f == "branch_scale" else float(v)) for f, v in h._asdict().items()})
 
@@ -681,6 +688,9 @@ def measured_laws(spec: Spec, laws: Laws | None = None) -> dict:
         raise ValueError(f"measured_laws takes a single network, got hyperparameter shape {spec.shape}")
     if laws is None:
         h = spec.hyper()
+        if spec.norm is not None or any(float(getattr(h, d)) != 0.0 for d in DECAYS.values()):
+            raise ValueError("predicted laws are those of a block without normalization or variance decay; "
+                             "pass laws to measure this spec")
         laws = predict(spec.arch, spec.act, sw2=float(h.sw2), sv2=float(h.sv2), sb2=float(h.sb2),
                        sa2=float(h.sa2), alpha=float(h.alpha), branch_scale=float(h.branch_scale))
     return {"predicted": laws, "measured": measure(trajectory(spec), laws)}

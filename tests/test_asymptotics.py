@@ -303,7 +303,7 @@ def test_preact_and_basic_limits_against_hand_derived_forms(act):
         assert pre["log_B"] == pytest.approx(math.log(pre["B"]), rel=1e-13)
         assert basic["log_B"] == pytest.approx(math.log(basic["B"]), rel=1e-13)
         return
-    phi = getattr(mf, act) if act == "tanh" else mf.erf
+    phi = mf.get_activation(act)
     q_star = sw2 + sb2
     k = sv2 * float(phi.V(q_star)) + sa2
     tail = asy.KAPPA[act] * 2 * sv2 * sw2 * float(phi.Vp(q_star)) / math.sqrt(k)  # sqrt(p) E[phi'^2] -> kappa

@@ -306,10 +306,12 @@ def test_relu_frn_with_inverse_sqrt_depth_branches_has_a_depth_independent_limit
 def test_laws_are_not_predicted_for_blocks_or_scales_they_were_not_derived_for():
     from meanfield import asymptotics as asy
 
-    laws = asy.predict("preact", "tanh", sw2=1.5, sv2=1.0)
-    assert laws.A is None and laws.p_exponent is None and "no asymptotic law" in laws.laws["note"]
-    with pytest.raises(ValueError, match="branch_scale = 1"):
-        asy.measured_laws(mf.Spec("frn", "tanh", 16, sw2=1.5, branch_scale=0.5))
+    laws = asy.predict("preact", "alpha_relu", sw2=1.5, sv2=1.0, alpha=0.8)
+    assert laws.R_exponent is None and laws.p_exponent is None and "no asymptotic law" in laws.laws["note"]
+    with pytest.raises(ValueError, match="decay"):
+        asy.measured_laws(mf.Spec("frn", "tanh", 16, sw2=1.5, decay_w=0.5))
+    with pytest.raises(ValueError, match="norm"):
+        asy.block_limits(mf.Spec("frn", "relu", 1, sw2=1.5, norm="layer"))
 
 
 # ------------------------------------------------------------------------------- bottleneck, variance decay
