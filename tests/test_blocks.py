@@ -282,6 +282,10 @@ def test_cli_theory_and_simulate_reach_the_new_blocks(capsys):
      "--branch-scale applies to --arch frn, rrn, preact, basic, bottleneck only: the ff has no residual branch"),
     (["--arch", "rrn", "--sv2", "2"], "--sv2 applies to --arch frn, preact, basic, bottleneck only: the rrn has no V"),
     (["--arch", "frn", "--branch-scale", "1/L^2"], "branch_scale must be a number >= 0 or one of 1/sqrt(L), 1/L"),
+    (["--arch", "bottleneck", "--bottleneck", "0"], "bottleneck must be a single number > 0"),
+    (["--arch", "basic", "--bottleneck", "0.5"], "bottleneck applies to arch bottleneck only"),
+    (["--arch", "rrn", "--decay-a", "1"], "--decay-a applies to --arch frn, preact, basic, bottleneck only"),
+    (["--arch", "frn", "--decay-w", "nan"], "decay_w must be a finite number"),
 ])
 def test_cli_refuses_what_the_block_does_not_have(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -434,18 +438,6 @@ def test_model_variances_decay_with_depth():
     l = np.arange(1, 5)
     np.testing.assert_allclose(np.mean(np.asarray(p["w"]) ** 2, axis=(1, 2)) * 256, 2.0 / l, rtol=0.05)
     np.testing.assert_allclose(np.mean(np.asarray(p["b"]) ** 2, axis=1), l**-0.5, rtol=0.3)
-
-
-@pytest.mark.parametrize("argv,message", [
-    (["--arch", "bottleneck", "--bottleneck", "0"], "bottleneck must be a single number > 0"),
-    (["--arch", "basic", "--bottleneck", "0.5"], "bottleneck applies to arch bottleneck only"),
-    (["--arch", "rrn", "--decay-a", "1"], "--decay-a applies to --arch frn, preact, basic, bottleneck only"),
-    (["--arch", "frn", "--decay-w", "nan"], "decay_w must be a finite number"),
-])
-def test_cli_refuses_bad_widths_and_decays(argv, message, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["theory", "--act", "tanh", "--sw2", "1", "--depth", "3"] + argv)
-    assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_cli_simulate_refuses_an_inner_width_without_units(capsys):
