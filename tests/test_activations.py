@@ -142,6 +142,7 @@ def test_erf_closed_forms_against_quadrature(q):
     assert float(e.W(q, 0.35 * q)) == pytest.approx(ref.W("erf", q, 0.35 * q), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_custom_activation_rules_match_builtins():
     # the quadrature rules behind custom tables (tabulate=False: the rules alone), over the whole range
     mytanh = mf.custom(jnp.tanh, odd=True, name="mytanh", tabulate=False)

@@ -289,7 +289,7 @@ def test_block_limits_reproduce_the_closed_forms(arch, act):
         assert lim["A"] == pytest.approx(closed.A, rel=1e-8)
 
 
-@pytest.mark.parametrize("act", ["tanh", "erf", "relu"])
+@pytest.mark.parametrize("act", [pytest.param("tanh", marks=pytest.mark.slow), "erf", "relu"])
 def test_preact_and_basic_limits_against_hand_derived_forms(act):
     # preact: q = sw2 V(p) + sb2 -> q* = sw2 + sb2 (V -> 1), chi factor 1 + sv2 sw2 V'(q) E[phi'(u)^2], u ~ N(0, p);
     # basic: q1 = sw2 p + sb2, q2 = sw2 V(q1) + sb2 -> q*, chi factor 1 + sv2 sw2^2 V'(q2) V'(q1)
@@ -313,7 +313,8 @@ def test_preact_and_basic_limits_against_hand_derived_forms(act):
 
 
 @pytest.mark.parametrize("arch, act, depth", [("preact", "relu", 200), ("basic", "relu", 200),
-                                               ("preact", "tanh", 20_000), ("basic", "erf", 20_000)])
+                                               pytest.param("preact", "tanh", 20_000, marks=pytest.mark.slow),
+                                               ("basic", "erf", 20_000)])
 def test_block_laws_hold_on_long_trajectories(arch, act, depth):
     spec = mf.Spec(arch, act, depth, **BLOCK_VARS)
     laws = asy.predict(arch, act, **BLOCK_VARS)

@@ -123,6 +123,7 @@ def test_activation_of_a_signal_with_a_mean_is_refused():
         blocks.theory_step(block, mf.get_activation("relu"), hj, state)
 
 
+@pytest.mark.slow  # the depth-6 referee cases above and test_new_blocks_match_block_reference run by default
 @pytest.mark.parametrize("arch", ["frn", "rrn", "ff"])
 def test_engine_matches_block_reference_at_depth_30(arch):
     # the log-domain engine against the plain-domain interpretation of the same definition; the
@@ -162,8 +163,10 @@ def test_new_blocks_match_block_reference(arch, kappa, act):
     assert _max_rel_diff(got, {k: v for k, v in want.items()}) < 1e-8
 
 
-@pytest.mark.parametrize("arch", ["frn", "rrn", "preact", "basic"])
-@pytest.mark.parametrize("act", ["tanh", "relu"])
+@pytest.mark.parametrize("arch, act", [
+    pytest.param(arch, act, id=f"{act}-{arch}",
+                 marks=[pytest.mark.slow] if (arch, act) in {("preact", "tanh"), ("preact", "relu"), ("basic", "tanh")} else [])
+    for act in ("tanh", "relu") for arch in ("frn", "rrn", "preact", "basic")])
 def test_branch_scale_zero_is_the_identity(arch, act):
     kw = dict(sw2=1.4, sb2=0.3, p0=1.3, gamma0=0.5)
     if arch != "rrn":

@@ -16,7 +16,8 @@ def _is_png(path):
     return head == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("net", [F.NETWORKS[1], F.NETWORKS[2], F.NETWORKS[4], F.BLOCK_NETWORKS[3]],
+@pytest.mark.parametrize("net", [F.NETWORKS[1], pytest.param(F.NETWORKS[2], marks=pytest.mark.slow),
+                                 pytest.param(F.NETWORKS[4], marks=pytest.mark.slow), F.BLOCK_NETWORKS[3]],
                          ids=lambda n: n.name)
 def test_dynamics_figure_writes_png(net, tmp_path):
     path = F.dynamics_figure(net, F.TINY, str(tmp_path))

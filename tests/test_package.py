@@ -66,7 +66,7 @@ def test_import_meanfield_is_lazy_and_names_still_resolve():
     assert result.stdout.strip() == "ok", result.stderr
 
 
-@pytest.mark.parametrize("x64", [False, True])
+@pytest.mark.parametrize("x64", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_running_meanfield_leaves_the_users_x64_setting_alone(x64):
     code = f"""
 import jax, jax.numpy as jnp, numpy as np

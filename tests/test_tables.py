@@ -74,6 +74,7 @@ def test_tanh_one_minus_rho_against_reference(q, delta):
     assert got == pytest.approx(want, rel=1e-8, abs=0)
 
 
+@pytest.mark.slow
 def test_tanh_rho_away_from_one_against_reference():
     for q in (1e-6, 2.0, 5e4, 1e8):
         for c in (1e-3, -0.02, 0.6, -0.75, -0.999999):

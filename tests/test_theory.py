@@ -115,11 +115,11 @@ def _assert_matches_reference(arch, act, depth, seed, rtol):
 
 
 def _reference_cases():
-    # alpha-ReLU's reference integrates a power law per layer (about 10 s a case): its FRN case runs
-    # by default, the reduced and feedforward ones with -m slow
+    # alpha-ReLU's reference integrates a power law per layer (about 10 s a case): its cases run with
+    # -m slow (the alpha-ReLU laws and simulations are checked by default)
     for act in ACTS:
         for arch in ARCHS:
-            marks = [pytest.mark.slow] if act == "alpha_relu" and arch != "frn" else []
+            marks = [pytest.mark.slow] if act == "alpha_relu" else []
             yield pytest.param(arch, act, marks=marks, id=f"{act}-{arch}")
 
 

@@ -221,6 +221,7 @@ def test_grid_learns_and_divergence_is_isolated(tiny_data):
     assert np.all(a.train_acc[:2] > 0.3), a.train_acc  # learnable data: far above chance after 2 epochs
 
 
+@pytest.mark.slow
 def test_learning_rate_is_per_network_and_validation_is_scored(tiny_data):
     """Two copies of one network at two learning rates in one grid end exactly as each alone; the
     validation split is scored (NaN without one)."""
