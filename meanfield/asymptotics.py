@@ -373,11 +373,17 @@ def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, s
 _LARGE_P = (1e8, 4e8)
 
 
+def _centred_residual(spec: Spec) -> bool:
+    """A residual block whose stream stays centred (or has an odd activation): its map in p alone
+    describes the stream."""
+    block = get_block(spec.arch)
+    return block.residual and (block.centred or spec.act.odd)
+
+
 def _check_mappable(spec: Spec, what: str) -> None:
     """The laws read off one block's map need a block that is the same at every layer and whose
     stream stays centred (or an odd activation)."""
-    block = get_block(spec.arch)
-    if not (block.residual and (block.centred or spec.act.odd)):
+    if not _centred_residual(spec):
         raise ValueError(f"{what} applies to residual blocks whose stream stays centred, not {spec.arch}")
     if spec.shape != ():
         raise ValueError(f"{what} takes scalar hyperparameters, got shape {spec.shape}")
@@ -387,15 +393,24 @@ def _check_mappable(spec: Spec, what: str) -> None:
                          "(the map changes with depth, or p no longer enters the branch)")
 
 
-def _block_map(spec: Spec, p: float) -> tuple[float, float]:
-    """(p_l - p_(l-1), log chi^(l-1)/chi^(l)) of ``spec``'s block at input p (zero mean, e = 1/2)."""
+def _block_rates(spec: Spec, branch_scale: float | None = None):
+    """The compiled map log p -> (log p_l / p_(l-1), log chi^(l-1) / chi^(l)) of ``spec``'s block at
+    input p (zero mean, e = 1/2); ``branch_scale`` replaces the spec's. Call inside ``in_float64``."""
     from .blocks import theory_step
 
     h = spec.hyper()
-    h = h._replace(**{f: jnp.full((1,), float(v)) for f, v in h._asdict().items()})
-    _, out = theory_step(spec.block, spec.act, h,
-                         (jnp.full((1,), math.log(p)), jnp.full((1,), 0.5), jnp.zeros((1,))))
-    return p * math.expm1(float(out["log_growth"][0])), float(out["log_factor"][0])
+    values = h._asdict()
+    if branch_scale is not None:
+        values["branch_scale"] = branch_scale
+    h = h._replace(**{f: jnp.full((1,), float(v)) for f, v in values.items()})
+
+    @jax.jit
+    def rates(log_p):
+        state = (jnp.reshape(log_p, (1,)), jnp.full((1,), 0.5), jnp.zeros((1,)))
+        _, out = theory_step(spec.block, spec.act, h, state)
+        return out["log_growth"][0], out["log_factor"][0]
+
+    return rates
 
 
 @in_float64
@@ -416,16 +431,22 @@ def block_limits(spec: Spec) -> dict:
     """
     name = spec.act.name
     _check_mappable(spec, "block_limits")
+    if name != "relu" and name not in KAPPA:
+        raise ValueError(f"block_limits knows relu, tanh and erf, not {name}")
+    rates = _block_rates(spec)
+
+    def block_map(p):  # (p_l - p_(l-1), log chi factor) at input p
+        log_growth, log_f = rates(math.log(p))
+        return p * math.expm1(float(log_growth)), float(log_f)
+
     if name == "relu":  # p_l - p_(l-1) = (B - 1) p + K
-        inc1, log_f = _block_map(spec, 1.0)
-        inc2, _ = _block_map(spec, 2.0)
+        inc1, log_f = block_map(1.0)
+        inc2, _ = block_map(2.0)
         return dict(B=1.0 + inc2 - inc1, K=2.0 * inc1 - inc2, log_B=log_f)
-    if name in KAPPA:
-        (k1, f1), (k2, f2) = (_block_map(spec, p) for p in _LARGE_P)
-        c1, c2 = (math.sqrt(p) * math.expm1(f) for p, f in zip(_LARGE_P, (f1, f2)))
-        k, c = 2.0 * k2 - k1, 2.0 * c2 - c1  # sqrt(4e8) = 2 sqrt(1e8): the p^-1/2 terms cancel
-        return dict(k=k, A=2.0 * c / math.sqrt(k) if k > 0 else None)
-    raise ValueError(f"block_limits knows relu, tanh and erf, not {name}")
+    (k1, f1), (k2, f2) = (block_map(p) for p in _LARGE_P)
+    c1, c2 = (math.sqrt(p) * math.expm1(f) for p, f in zip(_LARGE_P, (f1, f2)))
+    k, c = 2.0 * k2 - k1, 2.0 * c2 - c1  # sqrt(4e8) = 2 sqrt(1e8): the p^-1/2 terms cancel
+    return dict(k=k, A=2.0 * c / math.sqrt(k) if k > 0 else None)
 
 
 @in_float64
@@ -444,32 +465,23 @@ def depth_scaled_limit(spec: Spec, t=None) -> dict:
     """
     from scipy.integrate import solve_ivp
 
-    from .blocks import theory_step
-
     _check_mappable(spec, "depth_scaled_limit")
-    block = spec.block
-    h = spec.hyper()
-    h = h._replace(**{f: jnp.full((1,), 1.0 if f == "branch_scale" else float(v)) for f, v in h._asdict().items()})
+    rates = _block_rates(spec, branch_scale=1.0)
 
-    @jax.jit
-    def rates(log_p):
-        _, out = theory_step(block, spec.act, h, (jnp.reshape(log_p, (1,)), jnp.full((1,), 0.5), jnp.zeros((1,))))
-        return jnp.expm1(out["log_growth"][0]), jnp.expm1(out["log_factor"][0])
-
-    def rhs(_, y):  # y = (log p, log R)
-        r, g = rates(y[0])
-        return [float(r), float(g)]
+    def rhs(_, y):  # y = (log p, log R): d log p / dt = r(p), d log R / dt = G(p)
+        log_growth, log_f = rates(y[0])
+        return [math.expm1(float(log_growth)), math.expm1(float(log_f))]
 
     t = np.linspace(0.0, 1.0, 101) if t is None else np.asarray(t, np.float64)
-    sol = solve_ivp(rhs, (0.0, float(t[-1])), [math.log(float(h.p0[0])), 0.0], t_eval=t, method="LSODA",
-                    rtol=1e-10, atol=1e-12)
+    sol = solve_ivp(rhs, (0.0, float(t[-1])), [math.log(float(spec.hyper().p0)), 0.0], t_eval=t,
+                    method="LSODA", rtol=1e-10, atol=1e-12)
     return {"t": t, "p": np.exp(sol.y[0]), "log_R": sol.y[1]}
 
 
 def _block_laws(spec: Spec, base: dict) -> Laws:
     """The laws of a residual block without closed forms of its own (:func:`block_limits`)."""
-    name, block = spec.act.name, get_block(spec.arch)
-    if not (block.residual and (block.centred or spec.act.odd) and (name == "relu" or name in KAPPA)):
+    name = spec.act.name
+    if not (_centred_residual(spec) and (name == "relu" or name in KAPPA)):
         return Laws(**base, laws=dict(note=f"no asymptotic law derived for {spec.arch} with {name}"))
     lim = block_limits(spec)
     if name == "relu":

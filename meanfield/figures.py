@@ -675,8 +675,7 @@ law is right as l → ∞ and the trajectory is right at finite l:
 
 # ----------------------------------------------------------------------------- depth-scaled branches
 #: The networks of :func:`branch_scale_figure`: (net, colour).
-SCALED = ((Net("tanh_frn", "tanh FRN", "frn", "tanh", TANH_FRN), "C0"),
-          (Net("relu_frn", "ReLU FRN", "frn", "relu", RESNET), "C3"))
+SCALED = ((NETWORKS[1], "C0"), (NETWORKS[2], "C3"))
 
 
 def branch_scale_figure(settings: Settings = QUICK, out_dir: str = "figures") -> str:
@@ -704,14 +703,14 @@ def branch_scale_figure(settings: Settings = QUICK, out_dir: str = "figures") ->
         rows = np.arange(len(Ls))
         p_L = grid.p[rows, Ls]
         log_R = grid.log_chi[rows, 0] - grid.log_chi[rows, Ls]
-        plain = trajectory(net.spec(L_max))
+        plain = _TheoryView(trajectory(net.spec(L_max)))
         limit = asy.depth_scaled_limit(net.spec(1), t=[0.0, 1.0])
         ax_p.plot(Ls, masks[0](p_L), color=color, label=f"{net.title}: theory, κ = L^-1/2", **THEORY_STYLE)
         ax_r.plot(Ls, masks[1](np.exp(log_R)), color=color, label=f"{net.title}: theory, κ = L^-1/2", **THEORY_STYLE)
-        ax_p.plot(Ls, masks[0](plain.p[Ls]), color="0.55", lw=1.0,
+        ax_p.plot(Ls, masks[0](plain.t.p[Ls]), color="0.55", lw=1.0,
                   label=f"{net.title}: κ = 1 (unscaled)")
         with np.errstate(over="ignore"):  # the unscaled ReLU R overflows: masked and counted
-            ax_r.plot(Ls, masks[1](np.exp(plain.log_chi[0] - plain.log_chi[Ls])), color="0.55", lw=1.0,
+            ax_r.plot(Ls, masks[1](np.exp(plain.log_R_of[Ls])), color="0.55", lw=1.0,
                       label=f"{net.title}: κ = 1 (unscaled)")
         dashed = {**LAW_STYLE, "color": color}
         ax_p.axhline(limit["p"][-1], label=f"limit L → ∞: {limit['p'][-1]:.4g}", **dashed)

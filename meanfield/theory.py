@@ -82,10 +82,9 @@ def _layer_outputs(block: Block, act: Activation, h: Hyper, inputs, decay: bool)
     per = max(1, min(depth, _OUTPUT_POINTS // width))
     n = -(-depth // per)
     pad = n * per - depth
-    # padded layers repeat the last input: valid states, cut off below
-    layers = _layers(depth)[:, None]
-    padded = tuple(jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x
-                   for x in inputs + (layers,))
+    # padded layers repeat the last input: valid states, cut off below; the layer index only with decay
+    columns = inputs + ((_layers(depth)[:, None],) if decay else ())
+    padded = tuple(jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x for x in columns)
     out = jax.lax.map(lambda xs: theory_step(block, act, at_layer(h, xs[3]) if decay else h, xs[:3])[1],
                       tuple(x.reshape((n, per) + x.shape[1:]) for x in padded))
     return jax.tree.map(lambda x: x.reshape((n * per,) + x.shape[2:])[:depth]
