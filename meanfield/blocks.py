@@ -148,9 +148,12 @@ class Block:
 
     @property
     def fields(self) -> frozenset:
-        """The hyperparameter fields this block uses: variances (``sw2``, ...) and branch scales."""
+        """The hyperparameter fields this block uses: variances (``sw2``, ...), branch scales, and
+        ``survival`` where a residual sum at the top level has a branch scale (stochastic depth multiplies
+        that scale by each layer's Bernoulli draw: :data:`SURVIVAL`)."""
         scales = {p.scale for p in _residuals(self.body) if p.scale is not None}
-        return frozenset(p.var for _, p in self.params) | scales
+        masked = {SURVIVAL} if any(isinstance(p, Residual) and p.scale == _KAPPA for p in self.body) else set()
+        return frozenset(p.var for _, p in self.params) | scales | masked
 
     @property
     def widths(self) -> frozenset:
@@ -260,6 +263,10 @@ def _centred_output(prims, odd: bool, centred_in: bool) -> bool:
 
 # ------------------------------------------------------------------------------------------ registry
 _KAPPA = "branch_scale"
+#: The field of stochastic depth's survival probability s. The engines draw xi_l ~ Bernoulli(s) once per
+#: layer per network and multiply the layer's branch scale by it (:func:`masked`); the theory takes the
+#: expectation over the masks (:mod:`meanfield.stochastic_depth`).
+SURVIVAL = "survival"
 _FRN_BRANCH = (Dense("w", "sw2"), Bias("b", "sb2"), Act(), Dense("v", "sv2"), Bias("a", "sa2"))
 FRN = Block("frn", (Residual(_FRN_BRANCH, _KAPPA),), "full residual: x <- x + kappa (V phi(W x + b) + a)")
 
@@ -310,6 +317,12 @@ def at_layer(h, l):
     log_l = jnp.log(l)
     return h._replace(**{v: getattr(h, v) * jnp.exp(-getattr(h, d, 0.0) * log_l)
                          for v, d in DECAYS.items() if hasattr(h, v)})
+
+
+def masked(h, xi):
+    """``h`` with the branch scale of one layer multiplied by its stochastic-depth draw ``xi`` (1: kept,
+    0: the layer is the identity). Exact for xi = 1: kappa * 1 is kappa."""
+    return h._replace(**{_KAPPA: getattr(h, _KAPPA) * xi})
 
 
 # ------------------------------------------------------------------------------------------ theory

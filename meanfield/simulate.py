@@ -39,8 +39,9 @@ Networks (samples times grid points) are vmapped in chunks sized to the same bud
 
 Random numbers: a network's key is split once, into one key for a (3, N) normal draw (the two inputs,
 centred and orthonormalized to the exact p0 and gamma0, and the signs of the +-1 output gradient) and
-per-layer keys (fast: forward draws, backward fresh vectors; dense: W, V, (b, a)). Sample s of every grid
-point uses the same key, so a grid is simulated with common random numbers.
+per-layer keys (fast: forward draws, backward fresh vectors; dense: W, V, (b, a)); the stochastic-depth
+mask (one Bernoulli(survival) draw per layer) comes from a key folded off the input key. Sample s of every
+grid point uses the same key, so a grid is simulated with common random numbers.
 
 Conventions of the recorded quantities (per network, then averaged; input 1 unless stated):
 p = |x|^2/N, q = |h|^2/N, gamma = x.x'/N, lam = h.h'/N, e = gamma / sqrt(p p'), s = |x - x'|^2/N,
@@ -64,7 +65,7 @@ import numpy as np
 from ._plan import DEFAULT_MEMORY_BYTES, DTYPES, SAMPLERS, _check_dtype, _check_int, check_args, plan  # noqa: F401
 from ._x64 import in_float64
 from .activations import Activation
-from .blocks import GRADIENT_FIELDS, Block, at_layer, dense_layers, fast_layers, get_block, keys_per_layer
+from .blocks import GRADIENT_FIELDS, Block, at_layer, dense_layers, fast_layers, get_block, keys_per_layer, masked
 from .parallel import map_points
 from .spec import Hyper, Spec
 from .trajectory import FIELDS, Trajectory
@@ -109,19 +110,19 @@ def _x_stats(x_pair):
 def _layers(sampler: str, block: Block, act: Activation, n: int, dtype, hp):
     """The block's (forward, backward) layer steps for ``sampler``, forward stats with the stream's.
 
-    Both take the layer as ``(keys, l)``: its keys and its index l >= 1, which sets its variances
-    (:func:`meanfield.blocks.at_layer`)."""
+    Both take the layer as ``(keys, l, xi)``: its keys, its index l >= 1, which sets its variances
+    (:func:`meanfield.blocks.at_layer`), and its stochastic-depth draw xi (1: the branch is kept)."""
     make = fast_layers if sampler == "fast" else dense_layers
     block_forward, block_backward = make(block, act, n, dtype)
 
     def forward(x_pair, layer):
-        keys, l = layer
-        new, stats, tape = block_forward(x_pair, keys, at_layer(hp, l))
+        keys, l, xi = layer
+        new, stats, tape = block_forward(x_pair, keys, masked(at_layer(hp, l), xi))
         return new, {**_x_stats(x_pair), **stats}, tape
 
     def backward(g, tape, layer):
-        keys, l = layer
-        return block_backward(g, tape, keys, at_layer(hp, l))
+        keys, l, xi = layer
+        return block_backward(g, tape, keys, masked(at_layer(hp, l), xi))
 
     return forward, backward
 
@@ -158,6 +159,12 @@ def _start(key, hp, width: int, dtype):
     return _inputs(z[:2], hp.p0, hp.gamma0), jnp.where(z[2] < 0, -1.0, 1.0).astype(dtype)
 
 
+def _mask(key, survival, depth: int, dtype):
+    """The stochastic-depth draws xi_l ~ Bernoulli(survival), l = 1..L, of one network, from a key folded
+    off its input key (so that the other draws do not change; survival 1 gives xi = 1 everywhere)."""
+    return jax.random.bernoulli(jax.random.fold_in(key, 1), survival, (depth,)).astype(dtype)
+
+
 def _network(hp, key, *, arch, act, depth, width, dtype, sampler, segment):
     """Raw per-layer statistics of one sampled network (dict of float64 arrays of length L + 1)."""
     hp = Hyper(*(jnp.asarray(v, dtype) for v in hp))
@@ -165,7 +172,8 @@ def _network(hp, key, *, arch, act, depth, width, dtype, sampler, segment):
     forward, backward = _layers(sampler, block, act, width, dtype, hp)
     k_start, keys = _split_key(key, depth, sampler, block)
     x0, g_top = _start(k_start, hp, width, dtype)
-    keys = (keys, jnp.arange(1, depth + 1, dtype=dtype))  # each layer's keys and index
+    xi = _mask(k_start, hp.survival, depth, dtype)
+    keys = (keys, jnp.arange(1, depth + 1, dtype=dtype), xi)  # each layer's keys, index and mask
     cut = lambda sl: jax.tree.map(lambda a: a[sl], keys)  # noqa: E731
 
     if segment >= depth:  # the whole tape fits: one forward pass, one backward pass

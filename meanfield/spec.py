@@ -31,9 +31,9 @@ ACTIVATIONS = ("tanh", "relu", "alpha_relu", "erf")
 ALPHA_ACTIVATIONS = ("alpha_relu",)
 #: The value an engine uses for a field the network does not have.
 NEUTRAL = {"alpha": 1.0, "sv2": 1.0, "sa2": 0.0, "branch_scale": 1.0, "decay_w": 0.0, "decay_v": 0.0,
-           "decay_b": 0.0, "decay_a": 0.0}
+           "decay_b": 0.0, "decay_a": 0.0, "survival": 1.0}
 HYPER_FIELDS = ("sw2", "sv2", "sb2", "sa2", "alpha", "p0", "gamma0", "branch_scale", "decay_w", "decay_v",
-                "decay_b", "decay_a")
+                "decay_b", "decay_a", "survival")
 #: Branch scales given by the depth L (Stable ResNet, depth-muP: L^-1/2).
 DEPTH_SCALES = {"1/sqrt(L)": lambda depth: depth ** -0.5, "1/L": lambda depth: 1.0 / depth}
 
@@ -61,6 +61,7 @@ class Hyper(NamedTuple):
     decay_v: object = 0.0
     decay_b: object = 0.0
     decay_a: object = 0.0
+    survival: object = 1.0
 
 
 def branch_scale_at(value, depth: int):
@@ -121,6 +122,11 @@ class Spec:
       decay_w, decay_v, decay_b, decay_a: variance decay exponents (finite numbers, default 0): layer l
         (1..L) has the variances sw2 l^-decay_w, sv2 l^-decay_v, sb2 l^-decay_b, sa2 l^-decay_a
         (Yang & Schoenholz 2018); a decay of a variance the block does not use must stay 0.
+      survival: the survival probability s in [0, 1] of stochastic depth: layer l adds its branch with
+        probability s (one Bernoulli draw per layer per network) and is the identity otherwise; the
+        theory is the exact expectation over the masks. Must stay 1 for a block without a residual
+        branch, and cannot be combined with variance decay (the expectation needs the same map at
+        every layer).
       bottleneck: the inner width r > 0 of ``bottleneck`` (a single number; None: 1/4): W: N -> rN,
         W2: rN -> rN, V: rN -> N. Static: it sets the samplers' and the model's shapes (at width N the
         inner width is round(r N), at least 1), and a new value compiles anew; must stay None for other
@@ -144,6 +150,7 @@ class Spec:
     decay_v: object = 0.0
     decay_b: object = 0.0
     decay_a: object = 0.0
+    survival: object = 1.0
     bottleneck: object = None
     norm: object = None
 
@@ -169,6 +176,10 @@ class Spec:
             object.__setattr__(self, name, _check_array(name, getattr(self, name), low=0.0))
         for name in DECAYS.values():
             object.__setattr__(self, name, _check_array(name, getattr(self, name)))
+        object.__setattr__(self, "survival", _check_array("survival", self.survival, low=0.0, high=1.0))
+        if np.any(self.survival != 1.0) and any(np.any(getattr(self, d) != 0.0) for d in DECAYS.values()):
+            raise ValueError("survival < 1 cannot be combined with a variance decay: the expectation over the "
+                             "masks needs the same map at every layer (leave every decay at 0 or survival at 1)")
         self._check_widths()
         if self.norm is not None:
             if self.norm not in NORMS:

@@ -31,6 +31,7 @@ import numpy as np
 
 from ._plan import DEFAULT_CHUNK, check_chunk_size, trajectory_bytes  # noqa: F401
 from ._x64 import float64
+from . import stochastic_depth
 from .activations import Activation
 from .blocks import DECAYS, GRADIENT_FIELDS, Block, at_layer, get_block, theory_step
 from .parallel import map_points
@@ -92,20 +93,27 @@ def _layer_outputs(block: Block, act: Activation, h: Hyper, inputs, decay: bool)
                         out)
 
 
-def _core(arch, act: Activation, depth: int, h: Hyper, decay: bool):
+def _core(arch, act: Activation, depth: int, h: Hyper, decay: bool, mix: bool = False):
     """Trajectories of a batch (every field (B, L + 1), log_R (B,)) and the range of q over every
-    activation's input and layer, (B, 2)."""
+    activation's input and layer, (B, 2). ``mix``: some survival probability is below 1, and the
+    trajectory is the expectation over the stochastic-depth masks (:mod:`meanfield.stochastic_depth`)
+    of the plain network's."""
     block = get_block(arch)
     (lp0, d0, m0), states = _layer_scan(block, act, depth, h, decay)
     inputs = tuple(jnp.concatenate([x0[None], x[:-1]]) for x0, x in zip((lp0, d0, m0), states))
     out = _layer_outputs(block, act, h, inputs, decay)
     log_p, d, m = (x.T for x in states)  # (B, L)
     log_q, c = out["log_q"].T, out["c"].T
+    log_q_acts = out["log_q_acts"]  # (acts, L, B)
+    q_range = jnp.exp(jnp.stack([jnp.nanmin(log_q_acts, axis=(0, 1)), jnp.nanmax(log_q_acts, axis=(0, 1))], axis=1))
     col = lambda x: x[:, None]  # noqa: E731
     nan = jnp.full_like(col(lp0), jnp.nan)
     log_p = jnp.concatenate([col(lp0), log_p], axis=1)
     d = jnp.concatenate([col(d0), d], axis=1)
     m = jnp.concatenate([col(m0), m], axis=1)
+    if mix:
+        gains = {name: gain.T for name, gain in out["gains"].items()}
+        return stochastic_depth.expectation(h.survival, log_p, d, m, log_q, c, out["log_factor"].T, gains), q_range
     e = 1.0 - d
     log_s = log_p + jnp.log(2.0 * d)
     q = jnp.concatenate([nan, jnp.exp(log_q)], axis=1)
@@ -121,8 +129,6 @@ def _core(arch, act: Activation, depth: int, h: Hyper, decay: bool):
         gain = out["gains"].get(name)
         grads[name] = (jnp.full_like(log_p, jnp.nan) if gain is None
                        else jnp.concatenate([nan, jnp.exp(lchi + gain.T)], axis=1))
-    log_q_acts = out["log_q_acts"]  # (acts, L, B)
-    q_range = jnp.exp(jnp.stack([jnp.nanmin(log_q_acts, axis=(0, 1)), jnp.nanmax(log_q_acts, axis=(0, 1))], axis=1))
     p = jnp.exp(log_p)
     traj = Trajectory(
         p=p, q=q, gamma=e * p, lam=lam, e=e, s=jnp.exp(log_s), mu=m * jnp.exp(0.5 * log_p),
@@ -132,12 +138,13 @@ def _core(arch, act: Activation, depth: int, h: Hyper, decay: bool):
     return traj, q_range
 
 
-@functools.partial(jax.jit, static_argnames=("arch", "act", "depth", "decay"))
-def _batched(h: Hyper, *, arch, act: Activation, depth: int, decay: bool) -> tuple[Trajectory, jax.Array]:
+@functools.partial(jax.jit, static_argnames=("arch", "act", "depth", "decay", "mix"))
+def _batched(h: Hyper, *, arch, act: Activation, depth: int, decay: bool, mix: bool) -> tuple[Trajectory, jax.Array]:
     """:func:`_core` compiled for one block of grid points (the per-point function of
     :func:`meanfield.parallel.map_points`: each device runs the whole depth scan on its block).
-    ``decay``: whether some variance decays with depth (one program with, one without)."""
-    return _core(arch, act, depth, h, decay)
+    ``decay``: whether some variance decays with depth; ``mix``: whether some survival probability is
+    below 1 (one program for each combination that occurs)."""
+    return _core(arch, act, depth, h, decay, mix)
 
 
 def trajectory(spec: Spec, *, chunk_size: int | None = None, progress: bool = False, mesh=None) -> Trajectory:
@@ -168,10 +175,11 @@ def _trajectory(spec: Spec, chunk: int, progress: bool, mesh) -> Trajectory:
     act = spec.act
 
     decay = any(bool(np.any(getattr(flat, d) != 0)) for d in DECAYS.values())
+    mix = bool(np.any(flat.survival != 1.0))
 
     def run(points, a):
         return map_points(_batched, points,
-                          static={"arch": spec.block, "act": a, "depth": spec.depth, "decay": decay},
+                          static={"arch": spec.block, "act": a, "depth": spec.depth, "decay": decay, "mix": mix},
                           chunk=chunk, mesh=mesh, progress="theory" if progress else None)
 
     if act.unchecked is None:

@@ -102,8 +102,8 @@ def test_a_drifted_definition_is_caught():
 
 def test_registry_fields_and_memory_rows():
     frn, rrn, ff = (blocks.get_block(a) for a in ("frn", "rrn", "ff"))
-    assert frn.fields == {"sw2", "sv2", "sb2", "sa2", "branch_scale"}
-    assert rrn.fields == {"sw2", "sb2", "branch_scale"} and ff.fields == {"sw2", "sb2"}
+    assert frn.fields == {"sw2", "sv2", "sb2", "sa2", "branch_scale", "survival"}
+    assert rrn.fields == {"sw2", "sb2", "branch_scale", "survival"} and ff.fields == {"sw2", "sb2"}
     assert (frn.tape_rows("fast"), rrn.tape_rows("fast"), frn.tape_rows("dense")) == (9, 5, 1)
     # the reduced networks take their keys like the frn, so a seed draws the same W and b
     assert rrn.dense_key_slots() == ff.dense_key_slots() == frn.dense_key_slots() == (("w", "v"), ("b", "a"))

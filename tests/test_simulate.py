@@ -65,6 +65,12 @@ CASES = [
     ("relu_basic_norm", mf.Spec("basic", "relu", 20, sw2=2.0, sv2=2.0, sb2=0.5, sa2=0.5, norm="layer"),
      1024, 100, 40),
     ("relu_rrn_norm", mf.Spec("rrn", "relu", 20, sw2=1.0, sb2=0.5, norm="layer"), 1024, 100, 20),
+    ("tanh_frn_survival", mf.Spec("frn", "tanh", 20, sw2=1.69, sv2=1.5, sb2=0.49, sa2=0.5, survival=0.6),
+     1024, 100, 20),
+    # (a moderate growth per kept layer: with B = 3 the mean over masks is carried by the rare networks that
+    # keep most layers, and 100 samples underestimate it)
+    ("relu_basic_survival", mf.Spec("basic", "relu", 20, sw2=1.0, sv2=1.0, sb2=0.5, sa2=0.5, survival=0.5),
+     1024, 100, 40),
 ]
 
 
@@ -104,8 +110,10 @@ def test_simulation_matches_theory(name, spec, width, samples, c):
     if spec.arch != "preact" and spec.norm is None:  # W meets x^(l-1) itself (preact: phi(x^(l-1)); norm: LN)
         np.testing.assert_allclose(per.chi_w[:, 1:], per.chi_b[:, 1:] * per.p[:, :-1], rtol=1e-12)
     if spec.arch == "frn":
-        kappa2 = float(spec.branch_scale) ** 2  # dE/da = kappa g
-        np.testing.assert_allclose(per.chi_a[:, 1:], kappa2 * per.chi[:, 1:], rtol=1e-6 if kappa2 != 1 else 1e-12)
+        kappa2 = float(spec.branch_scale) ** 2  # dE/da = kappa xi g, xi the stochastic-depth draw
+        kept = (per.chi_a[:, 1:] != 0) if float(spec.survival) < 1 else 1.0
+        np.testing.assert_allclose(per.chi_a[:, 1:], kappa2 * kept * per.chi[:, 1:],
+                                   rtol=1e-6 if kappa2 != 1 else 1e-12)
 
 
 TINY = mf.Spec("frn", "tanh", 4, sw2=1.69, sv2=1.5, sb2=0.49, sa2=0.5)

@@ -30,7 +30,7 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
     """The network flags of ``meanfield theory`` (and of every subcommand that takes one network).
 
     ``depth_help=None`` leaves --depth out, for a subcommand that defines its own; ``modifiers=True`` adds
-    --branch-scale; ``variants=True`` adds --bottleneck, --norm and the variance decays --decay-w/v/b/a
+    --branch-scale; ``variants=True`` adds --bottleneck, --norm, --survival and the variance decays --decay-w/v/b/a
     (for a subcommand whose engines take the spec's block and layer variances). Flags that only some networks have default to None, so that :func:`spec_from_args`
     can refuse them where they do not apply.
     """
@@ -56,6 +56,11 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
         parser.add_argument("--norm", choices=NORMS,
                             help=f"layer: pre-LayerNorm, every residual branch sees (x - mean(x)) / std(x) "
                                  f"instead of x ({with_norm} only; default none)")
+        with_mask = ", ".join(a for a in archs if "survival" not in unused_variances(a))
+        parser.add_argument("--survival", type=float, metavar="S",
+                            help=f"stochastic depth: each layer keeps its branch with probability S in [0, 1] "
+                                 f"(one draw per layer per network; the theory is the exact expectation over the "
+                                 f"masks, O(L^2) per point; {with_mask} only; default 1)")
         for var, decay in DECAYS.items():
             users = ", ".join(a for a in archs if decay not in unused_variances(a))
             parser.add_argument("--" + decay.replace("_", "-"), type=float, metavar="BETA",
@@ -70,7 +75,8 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
 
 
 #: The parameter a variance flag belongs to, for messages.
-_PARAM_OF = {"sw2": "W", "sv2": "V", "sb2": "b", "sa2": "a", "branch_scale": "residual branch"}
+_PARAM_OF = {"sw2": "W", "sv2": "V", "sb2": "b", "sa2": "a", "branch_scale": "residual branch",
+             "survival": "residual branch"}
 _PARAM_OF.update({decay: _PARAM_OF[var] for var, decay in DECAYS.items()})
 
 

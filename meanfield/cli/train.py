@@ -57,6 +57,10 @@ def register(subparsers) -> None:
     for var, decay in DECAYS.items():
         p.add_argument("--" + decay.replace("_", "-"), type=float, metavar="BETA",
                        help=f"variance decay, one per sweep: layer l has {var} l^-BETA (default 0)")
+    p.add_argument("--survival", type=float, metavar="S",
+                   help="stochastic depth, one per sweep: in training each layer keeps its branch with probability "
+                        "S in [0, 1] (one draw per layer per step); evaluation scales every branch by S "
+                        "(residual archs only; default 1)")
     p.add_argument("--zip", metavar="NAMES",
                    help="comma list of value axes to pair elementwise instead of crossing (e.g. sv2,sa2)")
     p.add_argument("--depth", metavar="LIST", help="depths L >= 1 (integers)")
@@ -127,7 +131,8 @@ def config_from_args(args: argparse.Namespace):
                           data=args.data, init=args.init, zip=zipped,
                           branch_scale=1.0 if args.branch_scale is None else args.branch_scale,
                           bottleneck=args.bottleneck, norm=args.norm,
-                          **{d: getattr(args, d) for d in DECAYS.values() if getattr(args, d) is not None}, **lists)
+                          **{d: getattr(args, d) for d in (*DECAYS.values(), "survival") if getattr(args, d) is not None},
+                          **lists)
         validate(cfg)
     except (SweepError, ValueError) as err:
         die(str(err))
@@ -158,7 +163,7 @@ def analyze_dir(out_dir: str, figures_dir: str | None) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.analyze is not None:
         given = [a for a in ("arch", "act", "depth", "out", "alpha", "sw2", "sv2", "sb2", "sa2", "lr", "zip",
-                             "branch_scale", "bottleneck", "norm", *DECAYS.values()) if getattr(args, a) is not None]
+                             "branch_scale", "bottleneck", "norm", "survival", *DECAYS.values()) if getattr(args, a) is not None]
         if given:
             die(f"--analyze reads an existing sweep; do not also pass "
                 f"{', '.join('--' + a.replace('_', '-') for a in given)}")

@@ -145,9 +145,9 @@ class SweepConfig:
       branch_scale: kappa of the residual branches, x <- x + kappa branch(x): a number >= 0, or
         ``"1/sqrt(L)"`` / ``"1/L"`` (kappa = L^-1/2 / L^-1 at each depth L of the sweep); 1 for a block
         without a residual branch. One value per sweep (config.json; results.csv has no column for it).
-      bottleneck, norm, decay_w, decay_v, decay_b, decay_a: the block's inner width, pre-LayerNorm and
-        variance decay exponents, as for :class:`~meanfield.spec.Spec`; one value each per sweep, like
-        ``branch_scale`` (:meth:`variants`).
+      bottleneck, norm, decay_w, decay_v, decay_b, decay_a, survival: the block's inner width,
+        pre-LayerNorm, variance decay exponents and stochastic depth's survival probability, as for
+        :class:`~meanfield.spec.Spec`; one value each per sweep, like ``branch_scale`` (:meth:`variants`).
     """
 
     arch: str
@@ -175,10 +175,13 @@ class SweepConfig:
     decay_v: float = 0.0
     decay_b: float = 0.0
     decay_a: float = 0.0
+    survival: float = 1.0
 
     def variants(self) -> dict:
-        """The :class:`~meanfield.spec.Spec` fields of the block's variant: width, normalization, decays."""
-        return {k: getattr(self, k) for k in ("bottleneck", "norm", "decay_w", "decay_v", "decay_b", "decay_a")}
+        """The :class:`~meanfield.spec.Spec` fields of the block's variant: width, normalization, decays,
+        survival."""
+        return {k: getattr(self, k) for k in ("bottleneck", "norm", "decay_w", "decay_v", "decay_b", "decay_a",
+                                              "survival")}
 
     def __post_init__(self):
         kappa = self.branch_scale

@@ -41,7 +41,9 @@ class NetworkSettings(NamedTuple):
     mean-field theory: the ``meanfield`` readout of the sweeps, logits of order 1 at any depth);
     ``branch_scale``: kappa of a residual block, x <- x + kappa branch(x) (1: the plain block);
     ``decay_w, decay_v, decay_b, decay_a``: variance decay exponents (layer l's variances sw2 l^-decay_w,
-    ...; 0: constant variances).
+    ...; 0: constant variances); ``survival``: stochastic depth's survival probability s (1: none). In
+    training each layer keeps its branch with probability s, one draw per layer per step; evaluation
+    uses every branch scaled by s, its expectation (Huang et al. 2016).
     """
 
     sw2: object
@@ -56,6 +58,7 @@ class NetworkSettings(NamedTuple):
     decay_v: object = 0.0
     decay_b: object = 0.0
     decay_a: object = 0.0
+    survival: object = 1.0
 
 
 class _Scales(NamedTuple):
@@ -80,25 +83,34 @@ def init_params(key, var: NetworkSettings, *, arch, width: int, depth: int, dtyp
     }
 
 
-def residual_stream(params: dict, alpha, x, *, arch: str, act: Activation, branch_scale=None):
+def residual_stream(params: dict, alpha, x, *, arch: str, act: Activation, branch_scale=None, layer_scale=None):
     """x^(L) (batch, N): the embedding of x (batch, 784) through the L blocks (``branch_scale``: kappa of
-    the residual branches; None: 1)."""
+    the residual branches, None: 1; ``layer_scale``: a further factor of each layer's branch scale, a
+    number or an array (L,), e.g. the stochastic-depth draws; None: 1)."""
     alpha = jnp.asarray(alpha, x.dtype)
     block = get_block(arch)
-    scales = None if branch_scale is None else _Scales(jnp.asarray(branch_scale, x.dtype))
+    depth = jax.tree.leaves(params["blocks"])[0].shape[0]
+    if layer_scale is None:
+        per_layer = None if branch_scale is None else jnp.full((depth,), branch_scale, x.dtype)
+    else:
+        kappa = 1.0 if branch_scale is None else branch_scale
+        per_layer = jnp.broadcast_to(jnp.asarray(kappa * layer_scale, x.dtype), (depth,))
 
-    def step(h_in, p):
-        return apply_block(block, act, p, alpha, h_in, scales), None
+    def step(h_in, xs):
+        p, kap = xs
+        return apply_block(block, act, p, alpha, h_in, None if kap is None else _Scales(kap)), None
 
     x0 = x @ params["embed_w"] + params["embed_b"]
-    xl, _ = jax.lax.scan(step, x0, params["blocks"])
+    xl, _ = jax.lax.scan(step, x0, (params["blocks"], per_layer))
     return xl
 
 
-def apply(params: dict, alpha, x, *, arch: str, act: Activation, out_scale=1.0, branch_scale=None):
+def apply(params: dict, alpha, x, *, arch: str, act: Activation, out_scale=1.0, branch_scale=None,
+          layer_scale=None):
     """Logits (batch, 10) of one network for inputs x (batch, 784); ``out_scale`` multiplies x^(L)
-    before the readout, ``branch_scale`` the residual branches (see :class:`NetworkSettings`)."""
-    xl = residual_stream(params, alpha, x, arch=arch, act=act, branch_scale=branch_scale)
+    before the readout, ``branch_scale`` and ``layer_scale`` the residual branches (see
+    :func:`residual_stream` and :class:`NetworkSettings`)."""
+    xl = residual_stream(params, alpha, x, arch=arch, act=act, branch_scale=branch_scale, layer_scale=layer_scale)
     return (xl * jnp.asarray(out_scale, xl.dtype)) @ params["out_w"] + params["out_b"]
 
 

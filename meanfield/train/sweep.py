@@ -249,7 +249,7 @@ def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devi
 
     act = get_activation(eff.act)
     block = Spec(eff.arch, act, 1, **eff.variants()).block  # with the sweep's width and normalization
-    decays = {k: v for k, v in eff.variants().items() if k.startswith("decay_")}
+    per_layer = {k: v for k, v in eff.variants().items() if k.startswith("decay_") or k == "survival"}
     mesh = grid_mesh(devices)
     n_dev = mesh.devices.size
     todo = {}
@@ -276,7 +276,7 @@ def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devi
                 t0 = time.perf_counter()
                 column = lambda a: np.array([s[a] for s, _ in group])  # noqa: E731
                 var = NetworkSettings(*(column(a) for a in ("sw2", "sv2", "sb2", "sa2", "alpha", "lr")),
-                                      branch_scale=branch_scale_at(eff.branch_scale, depth), **decays)
+                                      branch_scale=branch_scale_at(eff.branch_scale, depth), **per_layer)
                 if eff.readout == "meanfield":
                     var = var._replace(out_scale=readout_scale(
                         eff.arch, eff.act, {a: column(a) for a in THEORY_AXES}, np.full(len(group), depth),

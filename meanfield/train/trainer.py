@@ -78,14 +78,20 @@ def _epoch_one(state: TrainState, var: NetworkSettings, key, epoch, x, y, *, arc
     batches = order[: steps * cfg.batch].reshape(steps, cfg.batch)
     opt = make_optimizer(cfg, var.lr)
 
-    def loss_fn(params, xb, yb):
+    depth = jax.tree_util.tree_leaves(state.params["blocks"])[0].shape[0]
+    mask_key = jax.random.fold_in(jax.random.fold_in(key, 2), epoch)
+
+    def loss_fn(params, xb, yb, xi):
         logits = apply(params, var.alpha, xb, arch=arch, act=act, out_scale=var.out_scale,
-                       branch_scale=var.branch_scale)
+                       branch_scale=var.branch_scale, layer_scale=xi)
         return cross_entropy(logits, yb)
 
-    def step(carry, idx):
+    def step(carry, batch):
         st, loss_sum, n_ok = carry
-        loss, grads = jax.value_and_grad(loss_fn)(st.params, x[idx], y[idx])
+        t, idx = batch
+        # stochastic depth: each layer keeps its branch with probability survival, one draw per step
+        xi = jax.random.bernoulli(jax.random.fold_in(mask_key, t), var.survival, (depth,)).astype(x.dtype)
+        loss, grads = jax.value_and_grad(loss_fn)(st.params, x[idx], y[idx], xi)
         ok = jnp.isfinite(loss) & _all_finite(grads)
         keep = st.alive & ok
         updates, new_opt = opt.update(grads, st.opt_state, st.params)
@@ -101,7 +107,8 @@ def _epoch_one(state: TrainState, var: NetworkSettings, key, epoch, x, y, *, arc
         return (st, loss_sum + jnp.where(keep, loss, 0.0), n_ok + keep), None
 
     zero = jnp.array(0.0, jnp.float32)
-    (state, loss_sum, n_ok), _ = jax.lax.scan(step, (state, zero, jnp.array(0, jnp.int32)), batches)
+    (state, loss_sum, n_ok), _ = jax.lax.scan(step, (state, zero, jnp.array(0, jnp.int32)),
+                                              (jnp.arange(steps), batches))
     epoch_loss = jnp.where(n_ok > 0, loss_sum / jnp.maximum(n_ok, 1), jnp.nan).astype(jnp.float32)
     return state._replace(epoch_loss=epoch_loss)
 
@@ -118,7 +125,7 @@ def _eval_one(params, var: NetworkSettings, xs, ys, split, *, arch: str, act: Ac
         correct, loss_sum = carry
         xb, yb, sb = inp
         logits = apply(params, var.alpha, xb, arch=arch, act=act, out_scale=var.out_scale,
-                       branch_scale=var.branch_scale)
+                       branch_scale=var.branch_scale, layer_scale=var.survival)  # the expected branch
         finite = jnp.all(jnp.isfinite(logits), -1)
         hit = (jnp.argmax(logits, -1) == yb) & finite
         losses = jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, yb[:, None], -1)[:, 0]
