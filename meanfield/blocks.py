@@ -52,9 +52,10 @@ from typing import NamedTuple
 
 #: The fields of a :class:`Trajectory` that report parameter gradients, by parameter name.
 GRADIENT_FIELDS = ("a", "b", "w", "v")
-#: Width fields (a dense layer's output width as a multiple r of the stream's width N) and their defaults.
-#: A width is static: it sets the samplers' and the model's shapes, so a new value compiles anew. At
-#: width N a layer has round(r N) units (half up), at least 1.
+#: Width fields (a dense layer's output width as a multiple r of the stream's (input) width N) and their
+#: defaults: ``bottleneck``'s inner width, ``growth``'s new units per layer (k of N0 = the densenet's
+#: input width). A width is static: it sets the samplers' and the model's shapes, so a new value
+#: compiles anew. At width N a layer has round(r N) units (half up), at least 1.
 WIDTHS = {"bottleneck": 0.25, "growth": 0.25}
 #: What each width field measures, and its symbol (for messages and help texts).
 WIDTH_MEANING = {"bottleneck": ("the inner width over N", "r"),
