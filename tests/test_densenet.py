@@ -276,11 +276,13 @@ def test_checkpointed_segments_recompute_the_growing_stream():
 
 
 def test_sweeps_over_the_variances_never_recompile():
-    trajectory(_spec("tanh", sw2=np.array([1.0, 1.5]), sb2=np.array([0.1, 0.2])))
-    _sim("tanh", "fast")  # the simulation test's program: 400 networks of width 32, depth 8
+    # the programs of the tests above: one network's theory of depth 8, 400 networks of width 32
+    trajectory(_spec("tanh"))
+    _sim("tanh", "fast")
     before = _batched._cache_size(), _networks._cache_size()
-    trajectory(_spec("tanh", sw2=np.array([0.7, 2.5]), sb2=np.array([0.0, 0.9])))
-    networks(_spec("tanh", sw2=1.9, sb2=0.5), N0, 400, jax.random.key(0), "fast", "float64")
+    for sw2, sb2 in ((0.7, 0.0), (2.5, 0.9)):
+        trajectory(_spec("tanh", sw2=sw2, sb2=sb2))
+        networks(_spec("tanh", sw2=sw2, sb2=sb2), N0, 400, jax.random.key(0), "fast", "float64")
     assert (_batched._cache_size(), _networks._cache_size()) == before
 
 
@@ -294,16 +296,22 @@ def test_model_is_the_densenet_and_masked_weights_stay_zero(optimizer):
     width, depth, growth = 16, 3, 0.25
     block = mf.Spec("densenet", "tanh", depth, growth=growth).block
     act = mf.get_activation("tanh")
-    p = init_params(jax.random.PRNGKey(3), NetworkSettings(1.2, 1.0, 0.1, 0.0), arch=block, width=width, depth=depth)
     n_top = width + depth * 4
+
+    @jax.jit  # one program (op by op, the random draws alone compile for seconds)
+    def init(key):
+        # the parameters, and W's standard normal draws: init_params splits its key into embed, w, b, out
+        z = jax.random.normal(jax.random.split(key, 4)[1], (depth, n_top, 4))
+        return init_params(key, NetworkSettings(1.2, 1.0, 0.1, 0.0), arch=block, width=width, depth=depth), z
+
+    p, z = init(jax.random.PRNGKey(3))
     assert p["blocks"]["w"].shape == (depth, n_top, 4) and p["out_w"].shape == (n_top, 10)
     # layer l's W: sqrt(sw2 / N_(l-1)) times its standard normal draw in its first N_(l-1) rows, 0 beyond
-    z = np.asarray(jax.random.normal(jax.random.split(jax.random.PRNGKey(3), 4)[1], (depth, n_top, 4)))
     for l in range(depth):
         n_in = width + 4 * l
-        np.testing.assert_allclose(np.asarray(p["blocks"]["w"][l, :n_in]), np.sqrt(1.2 / n_in) * z[l, :n_in],
-                                   rtol=1e-6)
-    x = jax.random.normal(jax.random.PRNGKey(4), (5, 784), jnp.float32)
+        np.testing.assert_allclose(np.asarray(p["blocks"]["w"][l, :n_in]), np.sqrt(1.2 / n_in) * np.asarray(
+            z[l, :n_in]), rtol=1e-6)
+    x = jnp.asarray(np.random.default_rng(4).standard_normal((5, 784)), jnp.float32)
 
     def by_hand(params):
         h = x @ params["embed_w"] + params["embed_b"]
@@ -312,25 +320,25 @@ def test_model_is_the_densenet_and_masked_weights_stay_zero(optimizer):
             h = jnp.concatenate([h, jnp.tanh(h @ params["blocks"]["w"][l, :n_in] + params["blocks"]["b"][l])], -1)
         return h @ params["out_w"] + params["out_b"]
 
-    forward = jax.jit(lambda q: (apply(q, 1.0, x, arch=block, act=act), by_hand(q)))
-    np.testing.assert_allclose(*forward(p), rtol=2e-5, atol=2e-5)
     rows = np.arange(n_top)[None, :, None] >= (width + 4 * np.arange(depth))[:, None, None]
     assert np.all(np.asarray(p["blocks"]["w"])[np.broadcast_to(rows, p["blocks"]["w"].shape)] == 0)
     # one optimizer step: the masked rows get no gradient and stay exactly zero, the others move
     opt = make_optimizer(TrainConfig(optimizer=optimizer), 0.1)
     y = jnp.arange(5) % 10
 
-    @jax.jit
+    @jax.jit  # one program: the model and the hand-written network before and after one optimizer step
     def step(q):
         grads = jax.grad(lambda r: cross_entropy(apply(r, 1.0, x, arch=block, act=act), y))(q)
         updates, _ = opt.update(grads, opt.init(q), q)
-        return jax.tree_util.tree_map(lambda a, u: a + u, q, updates)
+        new = jax.tree_util.tree_map(lambda a, u: a + u, q, updates)
+        return new, [(apply(r, 1.0, x, arch=block, act=act), by_hand(r)) for r in (q, new)]
 
-    new = step(p)
+    new, outputs = step(p)
+    for got, want in outputs:
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
     w_new = np.asarray(new["blocks"]["w"])
     mask = np.broadcast_to(rows, w_new.shape)
     assert np.all(w_new[mask] == 0) and np.all(w_new[~mask] != np.asarray(p["blocks"]["w"])[~mask])
-    np.testing.assert_allclose(*forward(new), rtol=2e-5, atol=2e-5)
 
 
 # -------------------------------------------------------------------------------- validation and CLI
