@@ -73,18 +73,20 @@ def check_args(width, samples, sampler="fast", dtype="float32") -> tuple[int, in
     return width, samples, sampler, _check_dtype(dtype)
 
 
-def _tape_rows(sampler: str, arch: str) -> int:
-    return get_block(arch).tape_rows(sampler)
+def _tape_rows(sampler: str, arch, width: int, depth: int) -> int:
+    return get_block(arch).tape_rows(sampler, width, depth)
 
 
-def plan(sampler: str, arch: str, width: int, depth: int, itemsize: int, n_networks: int,
+def plan(sampler: str, arch, width: int, depth: int, itemsize: int, n_networks: int,
          memory_bytes: int = DEFAULT_MEMORY_BYTES, segment: int | None = None) -> tuple[int, int]:
     """(segment length, networks per chunk) for a memory budget; segment >= depth means no recompute.
 
     Without a given ``segment``, the whole backward tape is kept when one network's tape fits in
     ``memory_bytes``; otherwise the segment length minimizes checkpoints + one segment's tape.
+    ``arch``: a block name or :class:`~meanfield.blocks.Block` (a growing stream is planned at its final
+    width N_L, the length of the samplers' vectors).
     """
-    tape_rows = _tape_rows(sampler, arch)
+    tape_rows = _tape_rows(sampler, arch, width, depth)
     if segment is None:
         if network_bytes(sampler, arch, width, depth, itemsize, depth) <= memory_bytes:
             segment = depth
@@ -96,12 +98,15 @@ def plan(sampler: str, arch: str, width: int, depth: int, itemsize: int, n_netwo
     return segment, chunk
 
 
-def network_bytes(sampler: str, arch: str, width: int, depth: int, itemsize: int, segment: int) -> int:
-    """Working memory of one network in a compiled chunk: tape (or checkpoints + one segment) + one layer."""
-    n = width
-    tape_rows = _tape_rows(sampler, arch)
-    # transient arrays of one layer: the forward draws and their images (fast), or one N x N matrix
-    work_rows = 24 if sampler == "fast" else n + 8
+def network_bytes(sampler: str, arch, width: int, depth: int, itemsize: int, segment: int) -> int:
+    """Working memory of one network in a compiled chunk: tape (or checkpoints + one segment) + one layer.
+    Rows are of the samplers' vector length (the stream's width; N_L for a growing stream)."""
+    block = get_block(arch)
+    n = block.row_width(width, depth)
+    tape_rows = _tape_rows(sampler, arch, width, depth)
+    # transient arrays of one layer: the forward draws and their images (fast), or the largest matrix
+    # (N x N; G x N_L for a growing stream)
+    work_rows = 24 if sampler == "fast" else block.matrix_rows(width, depth) + 8
     if segment >= depth:
         return (depth * tape_rows + work_rows + 2) * n * itemsize
     return (2 * (depth // segment + 1) + segment * tape_rows + work_rows) * n * itemsize
@@ -112,7 +117,7 @@ def network_bytes(sampler: str, arch: str, width: int, depth: int, itemsize: int
 _HOST_ROWS = 12 + 16
 
 
-def simulation_bytes(sampler: str, arch: str, width: int, depth: int, itemsize: int, n_networks: int,
+def simulation_bytes(sampler: str, arch, width: int, depth: int, itemsize: int, n_networks: int,
                      memory_bytes: int = DEFAULT_MEMORY_BYTES, segment: int | None = None) -> int:
     """Peak memory of a simulation: one compiled chunk of networks plus the per-layer results of all."""
     segment, chunk = plan(sampler, arch, width, depth, itemsize, n_networks, memory_bytes, segment)

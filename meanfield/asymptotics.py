@@ -298,7 +298,7 @@ LAW_ARCHS = ("frn", "rrn", "ff")
 
 @in_float64
 def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, sa2: float = 0.0,
-            alpha: float = 1.0, branch_scale: float = 1.0) -> Laws:
+            alpha: float = 1.0, branch_scale: float = 1.0, growth: float | None = None) -> Laws:
     """The predicted laws of docs/theory.md, section 5 for one network (scalars; validated like a Spec).
 
     Closed forms: FRN and RRN with tanh or erf, FRN with ReLU or alpha-ReLU, and the feedforward contrast
@@ -306,9 +306,11 @@ def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, s
     than 1, gets the growth laws read off its own mean-field map (:func:`block_limits`): p and R for tanh,
     erf and ReLU. Other combinations (alpha-ReLU outside the FRN, the mean-tracking RRN of a non-odd
     activation) return a :class:`Laws` with every law None. For the RRN, sv2 = 1 and sa2 = 0 whatever is
-    passed.
+    passed. A growing stream (``densenet``, ``growth`` its k) gets the power laws of
+    :func:`growth_limits`.
     """
-    spec = Spec(arch, act, 1, sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2, alpha=alpha, branch_scale=branch_scale)
+    spec = Spec(arch, act, 1, sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2, alpha=alpha, branch_scale=branch_scale,
+                growth=growth)
     if spec.shape != ():
         raise ValueError(f"predict takes scalar hyperparameters, got shape {spec.shape}")
     h = spec.hyper()
@@ -317,6 +319,8 @@ def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, s
     base = dict(arch=arch, act=name, alpha=a if spec.act.has_alpha else None,
                 params=dict(sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2))
     block = get_block(arch)
+    if block.grows:
+        return _growth_laws(spec, base)
     if arch not in LAW_ARCHS or float(spec.hyper().branch_scale) != 1.0:
         return _block_laws(spec, base)
     if not block.residual:
@@ -495,6 +499,95 @@ def _block_laws(spec: Spec, base: dict) -> Laws:
     return Laws(**base, p_exponent=1.0, p_prefactor=k, A=A, laws=dict(
         p=f"p ~ {k:.6g} l (the block's increment at large p)",
         R=f"R = exp({A:.6g} sqrt(L)) (from the chi factor at large p)"))
+
+
+# ------------------------------------------------------------------------------ growing streams
+@in_float64
+def growth_limits(spec: Spec) -> dict:
+    """Large-depth limits of a growing stream (``densenet``: N_l p_l = N_(l-1) p_(l-1) + k N0 V(q_l),
+    q_l = sw2 p_(l-1) + sb2; chi^(l-1) = chi^(l) (1 + sw2 k V'(q_l) / (1 + (l - 1) k))), for the scalar
+    ``spec``.
+
+    A fixed point p* of the map satisfies p* = V(sw2 p* + sb2): q* = sw2 p* + sb2 is the feedforward
+    network's fixed point (:func:`ff_q_star`). Linearized about it, p_l - p* = (p_(l-1) - p*)
+    (l - 1 + 1/k + s_q) / (l + 1/k) with s_q = sw2 dV/dq(q*), the slope of the feedforward length map, so
+
+        |p - p*| ~ l^-(1 - s_q)  where s_q < 1 (p converges to p*), and
+        R(L) = chi^(0) / chi^(L) ~ L^chi_1, chi_1 = sw2 V'(q*)  (the chi factor is 1 + chi_1 / (l + 1/k) + ...),
+
+    whatever k: the new units are a fraction k / (1 + l k) ~ 1 / l of the stream, so the feedforward
+    network's exponential approach becomes a power of the depth. ReLU is exact at every depth
+    (:func:`relu_growth_closed_form`; s_q = chi_1 = sw2 / 2, p grows like l^(sw2/2 - 1) for sw2 > 2).
+    Returns ``q_star``, ``p_star`` (NaN where q* is not finite), ``chi_1`` and ``s_q`` (the length map's slope).
+    """
+    if not get_block(spec.arch).grows:
+        raise ValueError(f"growth_limits applies to a growing stream (densenet), not {spec.arch}")
+    if spec.shape != ():
+        raise ValueError(f"growth_limits takes scalar hyperparameters, got shape {spec.shape}")
+    h = spec.hyper()
+    if any(float(getattr(h, d)) != 0.0 for d in DECAYS.values()):
+        raise ValueError("growth_limits: no law is derived for decaying variances (the map changes with depth)")
+    sw2, sb2, a = float(h.sw2), float(h.sb2), float(h.alpha)
+    q = float(ff_q_star(spec.act, sw2, sb2, a))
+    chi_1 = float(ff_chi_1(spec.act, sw2, sb2, a))
+    if spec.act.name == "relu":
+        s_q = sw2 / 2.0  # V(q) = q / 2
+    elif 0.0 < q < math.inf:
+        dV = jax.jvp(lambda lq: jnp.exp(spec.act.log_V(lq, a)), (jnp.log(q),), (jnp.asarray(1.0),))[1]
+        s_q = sw2 * float(dV) / q
+    else:
+        s_q = math.nan
+    p_star = (q - sb2) / sw2 if (0.0 <= q < math.inf and sw2 > 0) else math.nan
+    return dict(q_star=q, p_star=p_star, chi_1=chi_1, s_q=s_q)
+
+
+def relu_growth_closed_form(sw2: float, sb2: float, p0: float, k: float, l) -> dict:
+    """The ReLU densenet's recursion in closed form at layers ``l`` (an array of integers >= 0).
+
+    With V(q) = q / 2 and V'(q) = 1/2 the map is linear, p_l = A_l p_(l-1) + k sb2 / (2 n_l),
+    A_l = (n_(l-1) + a k) / n_l, n_l = 1 + l k, a = sw2 / 2. With c = 1/k, Pi_l = prod A =
+    Gamma(l + c + a) Gamma(c + 1) / (Gamma(c + a) Gamma(l + c + 1)) and the bias terms telescope:
+
+        p_l = p* + (p0 - p*) Pi_l,   p* = sb2 / (2 - sw2)   (sw2 != 2),
+        p_l = p0 + (sb2 / 2) (psi(l + c + 1) - psi(c + 1))   (sw2 = 2),
+        R(L) = prod_(l <= L) (l - 1 + c + a) / (l - 1 + c) = Gamma(L + c + a) Gamma(c) / (Gamma(c + a) Gamma(L + c)),
+
+    so Pi_l ~ [Gamma(c + 1) / Gamma(c + a)] l^(a - 1) and R(L) ~ [Gamma(c) / Gamma(c + a)] L^a. Returns
+    ``p``, ``log_R`` (R(l) of a depth-l network) and ``p_star``, from scipy's log-gamma and digamma.
+    """
+    from scipy.special import digamma, gammaln
+
+    l = np.asarray(l, np.float64)
+    a, c = sw2 / 2.0, 1.0 / k
+    log_pi = gammaln(l + c + a) - gammaln(l + c + 1.0) + gammaln(c + 1.0) - gammaln(c + a)
+    log_r = gammaln(l + c + a) - gammaln(l + c) + gammaln(c) - gammaln(c + a)
+    if sw2 == 2.0:
+        return dict(p=p0 + 0.5 * sb2 * (digamma(l + c + 1.0) - digamma(c + 1.0)), log_R=log_r, p_star=math.inf)
+    p_star = sb2 / (2.0 - sw2)
+    return dict(p=p_star + (p0 - p_star) * np.exp(log_pi), log_R=log_r, p_star=p_star)
+
+
+def _growth_laws(spec: Spec, base: dict) -> Laws:
+    """The power laws of a growing stream (:func:`growth_limits`)."""
+    lim = growth_limits(spec)
+    chi_1, s_q, p_star = lim["chi_1"], lim["s_q"], lim["p_star"]
+    ff = dict(q_star=lim["q_star"], chi_1=chi_1)
+    R = f"R = Theta(L^{chi_1:.6g}) (chi_1 = sw2 V'(q*) of the feedforward fixed point)"
+    if spec.act.name == "relu":
+        sw2, sb2 = float(spec.hyper().sw2), float(spec.hyper().sb2)
+        a = sw2 / 2.0
+        if sw2 == 2.0:
+            p = "p = p0 + (sb2/2) (psi(l + 1/k + 1) - psi(1/k + 1)) ~ (sb2/2) log l"
+        else:
+            p = (f"p = p* + (p0 - p*) Gamma(l+1/k+a) Gamma(1/k+1) / (Gamma(1/k+a) Gamma(l+1/k+1)), "
+                 f"p* = sb2/(2 - sw2) = {sb2 / (2.0 - sw2):.6g}, a = sw2/2: p - p* ~ l^{a - 1:.6g}")
+        return Laws(**base, **ff, R_exponent=a, p_exponent=a - 1.0 if a > 1.0 else None, laws=dict(
+            p=p, R=f"R = Gamma(L+1/k+a) Gamma(1/k) / (Gamma(1/k+a) Gamma(L+1/k)) ~ L^{a:.6g} (exact)"))
+    if not (math.isfinite(p_star) and s_q < 1.0):
+        return Laws(**base, **ff, R_exponent=chi_1 if math.isfinite(lim["q_star"]) else None, laws=dict(
+            note=f"no length law derived for {spec.arch} with {spec.act.name} at these variances", R=R))
+    return Laws(**base, **ff, R_exponent=chi_1, laws=dict(
+        p=f"p -> p* = V(q*) = {p_star:.6g}, |p - p*| ~ l^-{1.0 - s_q:.6g} (1 - sw2 dV/dq(q*))", R=R))
 
 
 # ---------------------------------------------------------------------------------------- fitting
@@ -704,7 +797,8 @@ def measured_laws(spec: Spec, laws: Laws | None = None) -> dict:
             raise ValueError("predicted laws are those of a block without normalization or variance decay; "
                              "pass laws to measure this spec")
         laws = predict(spec.arch, spec.act, sw2=float(h.sw2), sv2=float(h.sv2), sb2=float(h.sb2),
-                       sa2=float(h.sa2), alpha=float(h.alpha), branch_scale=float(h.branch_scale))
+                       sa2=float(h.sa2), alpha=float(h.alpha), branch_scale=float(h.branch_scale),
+                       growth=spec.growth)
     return {"predicted": laws, "measured": measure(trajectory(spec), laws)}
 
 

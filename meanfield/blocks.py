@@ -15,6 +15,9 @@ A block is a tuple of primitives applied to the residual stream x (width N):
 ``Residual(branch, scale)``
     x <- x + kappa branch(x), ``branch`` a tuple of primitives, ``scale`` the field of kappa
     (``branch_scale``; None: kappa = 1).
+``Concat(branch)``
+    x <- concat(x, branch(x)): the branch's output joins the stream as new coordinates (dense
+    connectivity), so the stream grows by the branch's width every layer (see :class:`Concat`).
 
 From one definition this module derives
 
@@ -49,10 +52,14 @@ from typing import NamedTuple
 
 #: The fields of a :class:`Trajectory` that report parameter gradients, by parameter name.
 GRADIENT_FIELDS = ("a", "b", "w", "v")
-#: Width fields (a dense layer's output width as a multiple r of the stream's width N) and their defaults.
-#: A width is static: it sets the samplers' and the model's shapes, so a new value compiles anew. At
-#: width N a layer has round(r N) units (half up), at least 1.
-WIDTHS = {"bottleneck": 0.25}
+#: Width fields (a dense layer's output width as a multiple r of the stream's (input) width N) and their
+#: defaults: ``bottleneck``'s inner width, ``growth``'s new units per layer (k of N0 = the densenet's
+#: input width). A width is static: it sets the samplers' and the model's shapes, so a new value
+#: compiles anew. At width N a layer has round(r N) units (half up), at least 1.
+WIDTHS = {"bottleneck": 0.25, "growth": 0.25}
+#: What each width field measures, and its symbol (for messages and help texts).
+WIDTH_MEANING = {"bottleneck": ("the inner width over N", "r"),
+                 "growth": ("the new units per layer over the input width N0", "k")}
 #: The normalizations ``Spec.norm`` may name: each puts its primitive at the start of every residual branch.
 NORMS = ("layer",)
 #: The decay exponent of each variance: at layer l the variance is var l^-decay (l = 1..L).
@@ -71,6 +78,7 @@ class Dense:
     name: str
     var: str
     width: object = None
+    field: str | None = None  # the width field a resolved width came from (for messages)
 
     def ratio(self) -> float:
         """The output width relative to the stream's (r; 1 for None)."""
@@ -108,6 +116,21 @@ class Residual:
 
 
 @dataclasses.dataclass(frozen=True)
+class Concat:
+    """x <- concat(x, branch(x)): the branch's output joins the stream as new coordinates.
+
+    The stream grows by the branch's width every layer: with input width N0 and G = round(k N0) new
+    units (k the width field of the branch's dense layers, relative to N0), layer l's input has
+    N_(l-1) = N0 + (l - 1) G coordinates, and a dense primitive that reads the stream has fan-in
+    N_(l-1) (its variance is var / N_(l-1)). The branch must start with that dense primitive (the
+    only one that reads the whole stream), and a block with a Concat has it as its only top-level
+    primitive. The engines work at the final width N_L with the coordinates beyond N_(l-1) zero.
+    """
+
+    branch: tuple
+
+
+@dataclasses.dataclass(frozen=True)
 class Block:
     """A named block: ``body``, a tuple of primitives, and a one-line ``doc``.
 
@@ -131,6 +154,16 @@ class Block:
             if clash:
                 raise ValueError(f"block {self.name}: parameters {clash} have no like-kinded place in "
                                  f"block {self.draws_like.name}")
+        concats = [p for p in _walk(self.body) if isinstance(p, Concat)]
+        if concats:
+            top = self.body[0] if len(self.body) == 1 else None
+            if not isinstance(top, Concat) or len(concats) != 1:
+                raise ValueError(f"block {self.name}: a Concat must be the block's only top-level primitive")
+            if not top.branch or not isinstance(top.branch[0], Dense):
+                raise ValueError(f"block {self.name}: a Concat's branch must start with a Dense (the only "
+                                 "primitive that reads the whole, growing stream)")
+            if any(isinstance(p, Residual) for p in _walk(top.branch)):
+                raise ValueError(f"block {self.name}: a Concat's branch cannot hold a residual sum")
 
     def primitives(self) -> tuple:
         """All primitives in forward order (branches expanded)."""
@@ -171,24 +204,57 @@ class Block:
 
         def fix(prims):
             return tuple(Residual(((Norm(),) if norm else ()) + fix(p.branch), p.scale) if isinstance(p, Residual)
-                         else dataclasses.replace(p, width=float(values[p.width]))
+                         else Concat(fix(p.branch)) if isinstance(p, Concat)
+                         else dataclasses.replace(p, width=float(values[p.width]), field=p.width)
                          if isinstance(p, Dense) and isinstance(p.width, str) else p for p in prims)
 
         return dataclasses.replace(self, body=fix(self.body))
 
-    def shapes(self, n: int) -> dict:
+    @property
+    def grows(self) -> bool:
+        """Whether the stream grows every layer (a :class:`Concat`): its width then depends on the layer."""
+        return bool(self.body) and isinstance(self.body[0], Concat)
+
+    def growth_units(self, n: int) -> int:
+        """G, the coordinates the stream gains per layer at input width ``n`` (0 if it does not grow):
+        round(k n) for the Concat's branch of width k n (half up). ValueError where G < 1."""
+        if not self.grows:
+            return 0
+        return self._units(_out_dense(self.body[0].branch), n)
+
+    def width_at(self, n: int, l):
+        """The stream's width after ``l`` layers at input width ``n``: N_l = n + l G (n if it does not
+        grow). ``l`` may be an array or a traced number."""
+        return n if not self.grows else n + l * self.growth_units(n)
+
+    @staticmethod
+    def _units(p: "Dense", n: int) -> int:
+        """round(r n) units of dense ``p`` of width ratio r at stream width n; ValueError naming the width
+        field where that is 0."""
+        ratio = p.ratio()
+        units = int(math.floor(ratio * n + 0.5))
+        if units < 1:
+            field = p.width if isinstance(p.width, str) else (p.field or "width")
+            sym = WIDTH_MEANING.get(field, ("", "r"))[1]
+            raise ValueError(f"{field} {sym} = {ratio:g} at width N = {n} leaves layer {p.name} without units: "
+                             f"round({sym} N) must be >= 1 ({sym} >= {0.5 / n:g})")
+        return units
+
+    def shapes(self, n: int, depth: int = 0) -> dict:
         """Parameter shapes at stream width ``n``: ``(fan_in, fan_out)`` of a dense, ``(width,)`` of a
-        bias. ValueError where a width field leaves a layer without units."""
+        bias. ValueError where a width field leaves a layer without units.
+
+        A growing stream (:attr:`grows`) is taken at its width after ``depth`` layers, N_depth = n +
+        depth G: the engines pass the depth L, so that every layer's dense matrix reads the final width
+        N_L (its rows beyond the layer's own input width N_(l-1) are zero); ``depth=0`` gives the first
+        layer's shapes."""
         out = {}
+        stream = self.width_at(n, depth)
 
         def walk(prims, w):
             for p in prims:
                 if isinstance(p, Dense):
-                    w_out = n if p.width is None else int(math.floor(p.ratio() * n + 0.5))
-                    if w_out < 1:
-                        field = p.width if isinstance(p.width, str) else "bottleneck"
-                        raise ValueError(f"{field} r = {p.ratio():g} at width N = {n} leaves layer {p.name} "
-                                         f"without units: round(r N) must be >= 1 (r >= {0.5 / n:g})")
+                    w_out = n if p.width is None else self._units(p, n)
                     out[p.name] = (w, w_out)
                     w = w_out
                 elif isinstance(p, Bias):
@@ -196,9 +262,11 @@ class Block:
                 elif isinstance(p, Residual):
                     if walk(p.branch, w) != w:
                         raise ValueError(f"block {self.name}: a residual branch must end at the stream's width")
+                elif isinstance(p, Concat):
+                    walk(p.branch, w)
             return w
 
-        walk(self.body, n)
+        walk(self.body, stream)
         return out
 
     @property
@@ -213,18 +281,37 @@ class Block:
         ``ff``: the mean-tracking networks)."""
         return _centred_output(self.body, False, True)
 
-    def tape_rows(self, sampler: str) -> int:
-        """Vectors of length N a sampler keeps per layer for the backward pass: the fast sampler a basis
-        (input width) and two Gaussian rows (output width) per dense primitive, both phi'(h) (fast) or h
-        (dense) per activation; rows of another width count as that width over N, rounded up."""
+    def tape_rows(self, sampler: str, n: int | None = None, depth: int | None = None) -> int:
+        """Vectors of the stream's length a sampler keeps per layer for the backward pass: the fast
+        sampler a basis (input width) and two Gaussian rows (output width) per dense primitive, both
+        phi'(h) (fast) or h (dense) per activation; rows of another width count as that width over the
+        stream's, rounded up. A growing stream (:attr:`grows`) is kept at its final width N_L (``n``
+        the input width and ``depth`` L are then needed): its rows are of length N_L and a branch of G
+        units counts G / N_L."""
+        unit = 1.0
+        if self.grows:
+            if n is None or depth is None:
+                raise ValueError(f"block {self.name}: the memory rows of a growing stream need the width "
+                                 "and the depth")
+            unit = self.width_at(n, depth) / n  # N_L in units of n: ratios relative to n become rows of N_L
         rows, w = 0.0, 1.0
         for p in self.primitives():
             if isinstance(p, Dense):
-                rows += 2 * (w + p.ratio()) if sampler == "fast" else 0.0
-                w = p.ratio()
+                rows += 2 * (w + p.ratio() / unit) if sampler == "fast" else 0.0
+                w = p.ratio() / unit
             elif isinstance(p, (Act, Norm)):
                 rows += w
         return int(math.ceil(rows - 1e-9))
+
+    def row_width(self, n: int, depth: int) -> int:
+        """The length of the samplers' vectors: the stream's width, its final width N_L if it grows."""
+        return self.width_at(n, depth)
+
+    def matrix_rows(self, n: int, depth: int) -> int:
+        """Rows of :meth:`row_width` length that the largest dense matrix fills (the dense sampler's
+        transient): N for an N x N matrix, G for a growing stream's G x N_L."""
+        sizes = [s[0] * s[1] for s in self.shapes(n, depth).values() if len(s) == 2]
+        return -(-max(sizes) // self.row_width(n, depth)) if sizes else n
 
     def dense_key_slots(self) -> tuple[tuple, tuple]:
         """(matrix names, bias names) in key order: the dense sampler's per-layer key layout."""
@@ -235,10 +322,27 @@ class Block:
 
 def _flatten(prims):
     for p in prims:
-        if isinstance(p, Residual):
+        if isinstance(p, (Residual, Concat)):
             yield from _flatten(p.branch)
         else:
             yield p
+
+
+def _walk(prims):
+    """Every primitive, branches included and the branching primitives themselves."""
+    for p in prims:
+        yield p
+        if isinstance(p, (Residual, Concat)):
+            yield from _walk(p.branch)
+
+
+def _out_dense(branch) -> "Dense":
+    return [p for p in branch if isinstance(p, Dense)][-1]
+
+
+def _out_ratio(branch) -> float:
+    """The width of a branch's output relative to the stream's input width n (its last dense's)."""
+    return _out_dense(branch).ratio()
 
 
 def _residuals(prims):
@@ -256,7 +360,7 @@ def _centred_output(prims, odd: bool, centred_in: bool) -> bool:
             centred = True
         elif isinstance(p, Act):
             centred = centred and odd
-        elif isinstance(p, Residual):
+        elif isinstance(p, (Residual, Concat)):
             centred = centred and _centred_output(p.branch, odd, centred)
     return centred
 
@@ -293,6 +397,9 @@ BLOCKS = {
                                                 + _FRN_BRANCH[2:], _KAPPA),),
                         "basic with inner width r N (--bottleneck r, default 1/4): "
                         "x <- x + kappa (V phi(W2 phi(W x + b) + b2) + a), W: N -> rN, W2: rN -> rN, V: rN -> N"),
+    "densenet": Block("densenet", (Concat((Dense("w", "sw2", "growth"), Bias("b", "sb2"), Act())),),
+                      "dense connectivity: x <- concat(x, phi(W x + b)), k N0 new units a layer "
+                      "(--growth k, default 1/4), so N_l = N0 (1 + l k)"),
 }
 #: The built-in blocks' names (the command line's --arch choices).
 ARCHS = tuple(BLOCKS)
@@ -345,6 +452,7 @@ class _Ctx(NamedTuple):
     h: object  # Hyper of (B,) arrays
     log_p: object  # the block input's log p
     p_inv: object
+    layer: object = None  # the layer index l >= 1 (needed by a growing stream only)
 
 
 def _log_of(sig: _Sig, ctx: _Ctx):
@@ -353,8 +461,11 @@ def _log_of(sig: _Sig, ctx: _Ctx):
     return sig.log if sig.log is not None else ctx.log_p + jnp.log(sig.r)
 
 
-def _mf(prims, sig: _Sig, ctx: _Ctx, probe: dict):
+def _mf(prims, sig: _Sig, ctx: _Ctx, probe: dict, width=1.0):
     """Push ``sig`` through ``prims``: (sig, backward records in forward order).
+
+    ``width``: the input's width relative to the width dense primitives measure their ratios in (the
+    input width N0): 1 but for a growing stream, whose layer l reads N_(l-1) / N0 = 1 + (l - 1) k.
 
     Records: ``("dense", name, log s2, log p of the input)``, ``("bias", name)``, ``("act", log V'(q))``,
     ``("norm", -log of the centred variance)``,
@@ -367,12 +478,17 @@ def _mf(prims, sig: _Sig, ctx: _Ctx, probe: dict):
 
     act, h = ctx.act, ctx.h
     recs = []
-    width = 1.0  # the signal's width relative to the stream's (a branch starts on the stream)
+    # width: the signal's width relative to the stream's (a branch starts on the stream)
     for p in prims:
         if isinstance(p, Dense):
             s2 = getattr(h, p.var)
             # chi per unit: var / fan_in summed over fan_out units, var times the ratio of the widths
-            log_gain = jnp.log(s2) if p.ratio() == width else jnp.log(s2) + math.log(p.ratio() / width)
+            if not isinstance(width, float):  # a growing stream's width, a number of the layer
+                log_gain = jnp.log(s2) + (math.log(p.ratio()) - jnp.log(width))
+            elif p.ratio() == width:
+                log_gain = jnp.log(s2)
+            else:
+                log_gain = jnp.log(s2) + math.log(p.ratio() / width)
             width = p.ratio()
             recs.append(("dense", p.name, log_gain, _log_of(sig, ctx)))
             probe["dense"] = True
@@ -417,6 +533,23 @@ def _mf(prims, sig: _Sig, ctx: _Ctx, probe: dict):
             n = sig.n if b.n is None else (b.n if sig.n is None else sig.n + b.n)
             recs.append(("residual", branch, log_k2))
             sig = _Sig(1.0 + inc, b.k + sig.k, n, None, inc)
+        elif isinstance(p, Concat):
+            if ctx.layer is None:
+                raise ValueError("a growing stream (Concat) needs the layer index: theory_step(..., l=l)")
+            # N_(l-1) and N_l over N0; the new coordinates are a fraction w = k / (1 + l k) of the output,
+            # the old ones a = 1 - w, and they are independent but for the means
+            k = _out_ratio(p.branch)
+            n_in = 1.0 + (ctx.layer - 1.0) * k
+            n_out = n_in + k
+            a, w = n_in / n_out, k / n_out
+            b, branch = _mf(p.branch, sig, ctx, probe, n_in)
+            inc = w * (b.r - 1.0)  # p_l / p_(l-1) - 1, for log1p
+            means = [x for x in (None if sig.n is None else a * sig.n, None if b.n is None else w * b.n)
+                     if x is not None]
+            n = None if not means else sum(means[1:], means[0])
+            recs.append(("residual", branch, None))  # chi^(l-1) = chi^(l) (1 + the branch's gain)
+            # r and k as sums of non-negative terms: d_l = (a d p + w V (1 - rho)) / p_l exactly
+            sig = _Sig(a + w * b.r, a * sig.k + w * b.k, n, None, inc)
         else:
             raise TypeError(f"unknown primitive {p!r}")
     return sig, recs
@@ -442,10 +575,11 @@ def _backward(recs, g, gains: dict):
     return g
 
 
-def theory_step(block: Block, act, h, state):
+def theory_step(block: Block, act, h, state, l=None):
     """One block of the mean-field recursion for a batch of grid points.
 
-    ``state = (log p, d, m)`` (arrays of shape (B,)). Returns the new state and a dict with ``log_q`` and
+    ``state = (log p, d, m)`` (arrays of shape (B,)); ``l``: the layer index (1..L), needed where the
+    block's stream grows (:attr:`Block.grows`: the weights of old and new coordinates depend on it). Returns the new state and a dict with ``log_q`` and
     ``c`` (at the first preactivation h = W x + b: q and lambda / q), ``log_q_acts`` (the log q of every
     activation, stacked), ``log_growth`` (log p_l / p_(l-1), from ``log1p`` after a residual sum: exact
     even where p_l - p_(l-1) is below p's last digit), ``log_factor`` (log chi^(l-1) / chi^(l))
@@ -456,14 +590,14 @@ def theory_step(block: Block, act, h, state):
 
     log_p, d, m = state
     centred = _centred_output(block.body, act.odd, True)
-    ctx = _Ctx(act, h, log_p, jnp.exp(-log_p))
+    ctx = _Ctx(act, h, log_p, jnp.exp(-log_p), l)
     probe: dict = {}
     sig, recs = _mf(block.body, _Sig(1.0, d, None if centred else m, log_p), ctx, probe)
-    if sig.inc is not None:  # ended on a residual sum: p_out = p_in (1 + inc)
+    if sig.inc is not None:  # ended on a residual sum or a concatenation: p_out = p_in r, r = 1 + inc
         log_growth = jnp.log1p(sig.inc)
         log_p_new = log_p + log_growth
-        d_new = sig.k / (1.0 + sig.inc)
-        m_new = jnp.zeros_like(m) if sig.n is None else sig.n / jnp.sqrt(1.0 + sig.inc)
+        d_new = sig.k / sig.r
+        m_new = jnp.zeros_like(m) if sig.n is None else sig.n / jnp.sqrt(sig.r)
     else:
         log_p_new = _log_of(sig, ctx)
         log_growth = log_p_new - log_p
@@ -574,15 +708,77 @@ def _layer_norm_back(y, inv, g):
     return inv * (g - jnp.mean(g) - y * jnp.mean(y * g))
 
 
-def fast_layers(block: Block, act, n: int, dtype):
+def _msq_over(v, width):
+    """The mean square of ``v`` over ``width`` coordinates (None: all of them); a growing stream's
+    vectors are zero beyond their width."""
+    import jax.numpy as jnp
+
+    return _msq(v) if width is None else jnp.sum(v * v) / width
+
+
+class _Stream(NamedTuple):
+    """A sampler's view of the stream's widths (see :class:`Concat`): ``widths(l)`` gives layer l's
+    input and output widths (N_(l-1), N_l) as traced integers, or (None, None) where the stream keeps
+    the width of its vectors; ``readers`` names the dense primitives that read the growing stream
+    (their fan-in is N_(l-1)); ``units`` is G."""
+
+    grows: bool
+    n: int
+    units: int
+    readers: frozenset
+
+    def widths(self, l):
+        import jax.numpy as jnp
+
+        if not self.grows:
+            return None, None
+        start = self.n + (jnp.round(l).astype(jnp.int32) - 1) * self.units
+        return start, start + self.units
+
+
+def _stream_readers(block: Block) -> frozenset:
+    """The dense primitives that read a growing stream (the first of its Concat's branch)."""
+    return frozenset({block.body[0].branch[0].name}) if block.grows else frozenset()
+
+
+def _stream(block: Block, n: int) -> _Stream:
+    return _Stream(block.grows, n, block.growth_units(n), _stream_readers(block))
+
+
+def _fan_in(stream: _Stream, shapes: dict, name: str, start, dtype):
+    """The fan-in of dense ``name``: its matrix's, or N_(l-1) where it reads a growing stream."""
+    return start.astype(dtype) if name in stream.readers else shapes[name][0]
+
+
+def _concat(x, branch, start):
+    """The stream ``x`` (rows of the final width) with ``branch`` written at coordinates start.. ."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.lax.dynamic_update_slice(x, branch.astype(x.dtype), (jnp.zeros((), start.dtype), start)[-x.ndim:])
+
+
+def _split_concat(g, units: int, start):
+    """(g's new coordinates start..start + units, a mask of the old ones 0..start - 1)."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.lax.dynamic_slice(g, (start,), (units,)), jnp.arange(g.shape[-1]) < start
+
+
+def fast_layers(block: Block, act, n: int, dtype, depth: int = 0):
     """(forward, backward) layer functions of the fast (exact conditional) sampler for one network.
 
-    ``forward(x_pair, keys, hp) -> (new pair, stats, tape)`` and ``backward(g, tape, keys, hp) ->
-    (g_prev, stats)`` with ``keys`` the layer's two keys (forward draws, backward fresh vectors) and
-    ``hp`` the layer's hyperparameters (:func:`at_layer`). Forward stats: ``q, lam`` at the first
-    activation's input and ``in_NAME`` (mean square of input 1) per dense parameter; backward stats:
-    ``chi`` and ``g_NAME`` (mean square of the gradient at the parameter's output). A layer of another
-    width than N takes the first coordinates of rows of the widest layer's length.
+    ``forward(x_pair, keys, hp, l) -> (new pair, stats, tape)`` and ``backward(g, tape, keys, hp, l) ->
+    (g_prev, stats)`` with ``keys`` the layer's two keys (forward draws, backward fresh vectors),
+    ``hp`` the layer's hyperparameters (:func:`at_layer`) and ``l`` its index (1..L; it sets a
+    growing stream's widths). Forward stats: ``q, lam`` at the first activation's input and ``in_NAME``
+    (mean square of input 1) per dense parameter; backward stats: ``chi`` and ``g_NAME`` (mean square of
+    the gradient at the parameter's output). A layer of another width than N takes the first
+    coordinates of rows of the widest layer's length. A growing stream (:class:`Concat`; ``depth``: L)
+    is a vector of its final width N_L, zero beyond N_(l-1): the basis of the pair lives on the first
+    N_(l-1) coordinates, and so does the fresh backward vector (masked to them), so the conditional law
+    is that of the layer's own N_(l-1)-column matrix.
     """
     import jax
     import jax.numpy as jnp
@@ -590,20 +786,22 @@ def fast_layers(block: Block, act, n: int, dtype):
 
     rtol = 4.0 * math.sqrt(float(np.finfo(dtype).eps))
     prims = block.primitives()
-    shapes = block.shapes(n)
+    shapes = block.shapes(n, depth)
+    stream = _stream(block, n)
     n_max = max(s[-1] for s in shapes.values()) if shapes else n
+    n_fresh = max([n_max] + [s[0] for s in shapes.values() if len(s) == 2])
     n_fwd = sum(2 if isinstance(p, Dense) else 1 if isinstance(p, Bias) else 0 for p in prims)
     n_bwd = sum(isinstance(p, Dense) for p in prims)
 
-    def scales(hp):
-        return {name: jnp.sqrt(getattr(hp, p.var) / shapes[name][0]) if isinstance(p, Dense)
-                else jnp.sqrt(getattr(hp, p.var)) for name, p in block.params}
+    def scales(hp, start):
+        return {name: jnp.sqrt(getattr(hp, p.var) / _fan_in(stream, shapes, name, start, dtype))
+                if isinstance(p, Dense) else jnp.sqrt(getattr(hp, p.var)) for name, p in block.params}
 
-    def run(seq, x, draw, row, stats, tapes, scale, hp, kap=None):
+    def run(seq, x, draw, row, stats, tapes, scale, hp, start, kap=None):
         for p in seq:
             if isinstance(p, Dense):
                 q, r = _basis(x, rtol)
-                stats["in_" + p.name] = _msq(x[0])
+                stats["in_" + p.name] = _msq_over(x[0], start if p.name in stream.readers else None)
                 z = draw[row:row + 2, :shapes[p.name][1]]
                 tapes.append(dict(q=q, z=z))
                 x = _push_forward(r, z, scale[p.name])
@@ -618,28 +816,35 @@ def fast_layers(block: Block, act, n: int, dtype):
             elif isinstance(p, Norm):
                 x, inv = _layer_norm(x)
                 tapes.append(dict(y=x[0], inv=inv[0]))
+            elif isinstance(p, Concat):
+                branch, row = run(p.branch, x, draw, row, stats, tapes, scale, hp, start)
+                x = _concat(x, branch, start)
             else:
                 body, bias = _split_trailing_bias(p.branch)
                 kap_p = _kappa(p, hp)
-                branch, row = run(body, x, draw, row, stats, tapes, scale, hp)
+                branch, row = run(body, x, draw, row, stats, tapes, scale, hp, start)
                 x = _times(kap_p, branch) + x
                 if bias is not None:
-                    x, row = run((bias,), x, draw, row, stats, tapes, scale, hp, kap_p)
+                    x, row = run((bias,), x, draw, row, stats, tapes, scale, hp, start, kap_p)
         return x, row
 
-    def forward(x_pair, keys, hp):
+    def forward(x_pair, keys, hp, l):
         draw = jax.random.normal(keys[0], (n_fwd, n_max), dtype)
         stats, tapes = {}, []
-        new, _ = run(block.body, x_pair, draw, 0, stats, tapes, scales(hp), hp)
+        start, _ = stream.widths(l)
+        new, _ = run(block.body, x_pair, draw, 0, stats, tapes, scales(hp, start), hp, start)
         return new, stats, tapes
 
-    def back(seq, g, tapes, fresh, row, stats, scale, hp):
+    def back(seq, g, tapes, fresh, row, stats, scale, hp, start):
         for p in reversed(seq):
             if isinstance(p, Dense):
                 row -= 1
                 t = tapes.pop()
                 stats["g_" + p.name] = _msq(g)
-                g = _pull_back(t["q"], t["z"], fresh[row, :shapes[p.name][0]], g, scale[p.name])
+                z_fresh = fresh[row, :shapes[p.name][0]]
+                if p.name in stream.readers:  # the layer's matrix has N_(l-1) columns
+                    z_fresh = jnp.where(jnp.arange(z_fresh.shape[-1]) < start, z_fresh, 0.0)
+                g = _pull_back(t["q"], t["z"], z_fresh, g, scale[p.name])
             elif isinstance(p, Bias):
                 stats["g_" + p.name] = _msq(g)
             elif isinstance(p, Act):
@@ -647,25 +852,32 @@ def fast_layers(block: Block, act, n: int, dtype):
             elif isinstance(p, Norm):
                 t = tapes.pop()
                 g = _layer_norm_back(t["y"], t["inv"], g)
+            elif isinstance(p, Concat):
+                g_new, old = _split_concat(g, stream.units, start)
+                g_branch, row = back(p.branch, g_new, tapes, fresh, row, stats, scale, hp, start)
+                g = jnp.where(old, g + g_branch, 0.0)
             else:
-                g_branch, row = back(p.branch, _times(_kappa(p, hp), g), tapes, fresh, row, stats, scale, hp)
+                g_branch, row = back(p.branch, _times(_kappa(p, hp), g), tapes, fresh, row, stats, scale, hp,
+                                     start)
                 g = g_branch + g
         return g, row
 
-    def backward(g, tape, keys, hp):
-        fresh = jax.random.normal(keys[1], (n_bwd, n_max), dtype)
-        stats = dict(chi=_msq(g))
-        g_prev, _ = back(block.body, g, list(tape), fresh, n_bwd, stats, scales(hp), hp)
+    def backward(g, tape, keys, hp, l):
+        fresh = jax.random.normal(keys[1], (n_bwd, n_fresh), dtype)
+        start, end = stream.widths(l)
+        stats = dict(chi=_msq_over(g, end))
+        g_prev, _ = back(block.body, g, list(tape), fresh, n_bwd, stats, scales(hp, start), hp, start)
         return g_prev, stats
 
     return forward, backward
 
 
-def dense_layers(block: Block, act, n: int, dtype):
+def dense_layers(block: Block, act, n: int, dtype, depth: int = 0):
     """(forward, backward) layer functions of the dense sampler: real matrices from layer keys.
 
     ``keys``: one per matrix of ``block.dense_key_slots()``, then one for all bias rows; the backward
-    pass redraws the matrices from their keys. Arguments and stats as for :func:`fast_layers`.
+    pass redraws the matrices from their keys. Arguments and stats as for :func:`fast_layers`; a
+    matrix that reads a growing stream has its columns beyond N_(l-1) set to zero.
     """
     import jax
     import jax.numpy as jnp
@@ -674,19 +886,21 @@ def dense_layers(block: Block, act, n: int, dtype):
     slot = {name: i for i, name in enumerate(mats)}
     bias_row = {name: i for i, name in enumerate(biases)}
     kinds = dict(block.params)
-    shapes = block.shapes(n)
+    shapes = block.shapes(n, depth)
+    stream = _stream(block, n)
     n_max = max(s[-1] for s in shapes.values()) if shapes else n
 
-    def mat(keys, name, hp):
+    def mat(keys, name, hp, start):
         fan_in, fan_out = shapes[name]
-        c = jnp.sqrt(getattr(hp, kinds[name].var) / fan_in)
-        return c * jax.random.normal(keys[slot[name]], (fan_out, fan_in), dtype)
+        c = jnp.sqrt(getattr(hp, kinds[name].var) / _fan_in(stream, shapes, name, start, dtype))
+        w = c * jax.random.normal(keys[slot[name]], (fan_out, fan_in), dtype)
+        return jnp.where(jnp.arange(fan_in) < start, w, 0.0) if name in stream.readers else w
 
-    def run(seq, x, keys, bias_draw, stats, tapes, hp, kap=None):
+    def run(seq, x, keys, bias_draw, stats, tapes, hp, start, kap=None):
         for p in seq:
             if isinstance(p, Dense):
-                stats["in_" + p.name] = _msq(x[0])
-                x = x @ mat(keys, p.name, hp).T
+                stats["in_" + p.name] = _msq_over(x[0], start if p.name in stream.readers else None)
+                x = x @ mat(keys, p.name, hp, start).T
             elif isinstance(p, Bias):
                 x = x + _times(kap, jnp.sqrt(getattr(hp, p.var)) * bias_draw[bias_row[p.name], :x.shape[-1]])
             elif isinstance(p, Act):
@@ -696,38 +910,44 @@ def dense_layers(block: Block, act, n: int, dtype):
             elif isinstance(p, Norm):
                 x, inv = _layer_norm(x)
                 tapes.append((x[0], inv[0]))
+            elif isinstance(p, Concat):
+                x = _concat(x, run(p.branch, x, keys, bias_draw, stats, tapes, hp, start), start)
             else:
                 body, bias = _split_trailing_bias(p.branch)
                 kap_p = _kappa(p, hp)
-                x = _times(kap_p, run(body, x, keys, bias_draw, stats, tapes, hp)) + x
+                x = _times(kap_p, run(body, x, keys, bias_draw, stats, tapes, hp, start)) + x
                 if bias is not None:
-                    x = run((bias,), x, keys, bias_draw, stats, tapes, hp, kap_p)
+                    x = run((bias,), x, keys, bias_draw, stats, tapes, hp, start, kap_p)
         return x
 
-    def forward(x_pair, keys, hp):
+    def forward(x_pair, keys, hp, l):
         bias_draw = jax.random.normal(keys[len(mats)], (len(biases), n_max), dtype)
         stats, tapes = {}, []
-        new = run(block.body, x_pair, keys, bias_draw, stats, tapes, hp)
+        new = run(block.body, x_pair, keys, bias_draw, stats, tapes, hp, stream.widths(l)[0])
         return new, stats, tapes
 
-    def back(seq, g, keys, tapes, stats, hp):
+    def back(seq, g, keys, tapes, stats, hp, start):
         for p in reversed(seq):
             if isinstance(p, Dense):
                 stats["g_" + p.name] = _msq(g)
-                g = g @ mat(keys, p.name, hp)
+                g = g @ mat(keys, p.name, hp, start)
             elif isinstance(p, Bias):
                 stats["g_" + p.name] = _msq(g)
             elif isinstance(p, Act):
                 g = act.dphi(tapes.pop(), hp.alpha) * g
             elif isinstance(p, Norm):
                 g = _layer_norm_back(*tapes.pop(), g)
+            elif isinstance(p, Concat):
+                g_new, old = _split_concat(g, stream.units, start)
+                g = jnp.where(old, g + back(p.branch, g_new, keys, tapes, stats, hp, start), 0.0)
             else:
-                g = back(p.branch, _times(_kappa(p, hp), g), keys, tapes, stats, hp) + g
+                g = back(p.branch, _times(_kappa(p, hp), g), keys, tapes, stats, hp, start) + g
         return g
 
-    def backward(g, tape, keys, hp):
-        stats = dict(chi=_msq(g))
-        return back(block.body, g, keys, list(tape), stats, hp), stats
+    def backward(g, tape, keys, hp, l):
+        start, end = stream.widths(l)
+        stats = dict(chi=_msq_over(g, end))
+        return back(block.body, g, keys, list(tape), stats, hp, start), stats
 
     return forward, backward
 
@@ -744,36 +964,58 @@ def init_block_params(block: Block, keys: dict, var, *, width: int, depth: int, 
     ``keys[name]`` is the key of parameter ``name``; ``var`` has the variance fields as attributes (and
     the decay exponents of :data:`DECAYS`, 0 where absent: layer l's variance is var l^-decay).
     Variances scale the same standard normal draws (common random numbers across a variance grid).
+    A growing stream (:class:`Concat`) is kept at its final width N_L: the dense matrix that reads it is
+    (depth, N_L, G), layer l's scaled by sqrt(var / N_(l-1)) and zero in its rows beyond N_(l-1)
+    (:func:`apply_block` keeps them zero).
     """
     import jax
     import jax.numpy as jnp
 
-    shapes = block.shapes(width)
-    layer = at_layer(var, jnp.arange(1, depth + 1, dtype=dtype)[:, None, None])
+    shapes = block.shapes(width, depth)
+    readers = _stream_readers(block)
+    l = jnp.arange(1, depth + 1, dtype=dtype)[:, None, None]
+    layer = at_layer(var, l)
+    fan_in_l = block.width_at(width, jnp.arange(depth)[:, None, None])  # N_(l-1), l = 1..L
     out = {}
     for name, p in block.params:
         s2 = jnp.asarray(getattr(layer, p.var), dtype)
         if isinstance(p, Dense):
-            out[name] = jnp.sqrt(s2 / shapes[name][0]) * jax.random.normal(keys[name], (depth,) + shapes[name], dtype)
+            draw = jax.random.normal(keys[name], (depth,) + shapes[name], dtype)
+            if name in readers:
+                rows = jnp.arange(shapes[name][0])[None, :, None]
+                out[name] = jnp.where(rows < fan_in_l, jnp.sqrt(s2 / fan_in_l.astype(dtype)) * draw, 0.0)
+            else:
+                out[name] = jnp.sqrt(s2 / shapes[name][0]) * draw
         else:
             out[name] = jnp.sqrt(s2[:, 0]) * jax.random.normal(keys[name], (depth,) + shapes[name], dtype)
     return out
 
 
-def apply_block(block: Block, act, params: dict, alpha, x, scales=None):
+def apply_block(block: Block, act, params: dict, alpha, x, scales=None, start=None):
     """One block on a batch of streams ``x`` (batch, N) with one layer's ``params``; ``scales`` has the
-    branch scale fields as attributes (None: every branch scale 1)."""
+    branch scale fields as attributes (None: every branch scale 1). A growing stream (:class:`Concat`)
+    is ``x`` of the final width N_L, zero beyond ``start`` = N_(l-1) (the layer's input width): the
+    dense matrix that reads it is masked to its first N_(l-1) rows (so those beyond have no gradient
+    and stay zero under training), and the branch's output is written at coordinates N_(l-1)..N_l - 1."""
+    import jax.numpy as jnp
+
+    stream_readers = _stream_readers(block)
 
     def run(seq, x, kap=None):
         for p in seq:
             if isinstance(p, Dense):
-                x = x @ params[p.name]
+                w = params[p.name]
+                if p.name in stream_readers:
+                    w = jnp.where(jnp.arange(w.shape[0])[:, None] < start, w, 0.0)
+                x = x @ w
             elif isinstance(p, Bias):
                 x = x + _times(kap, params[p.name])
             elif isinstance(p, Act):
                 x = act.phi(x, alpha)
             elif isinstance(p, Norm):
                 x = _layer_norm(x)[0]
+            elif isinstance(p, Concat):
+                x = _concat(x, run(p.branch, x), start)
             else:
                 body, bias = _split_trailing_bias(p.branch)
                 kap_p = None if scales is None else _kappa(p, scales)

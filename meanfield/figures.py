@@ -73,6 +73,14 @@ BLOCK_NETWORKS = (
     Net("relu_basic", "ReLU two-layer branch (basic)", "basic", "relu", RESNET),
 )
 
+#: Growing streams (docs/blocks.md, densenet, growth k = 1/4): their laws are powers of the depth
+#: (:func:`meanfield.asymptotics.growth_limits`; ReLU exact, :func:`~meanfield.asymptotics.relu_growth_closed_form`).
+#: Not in the exponent table: ``meanfield laws --measure`` takes residual blocks.
+GROWTH_NETWORKS = (
+    Net("tanh_densenet", "tanh densenet (k = 1/4)", "densenet", "tanh", dict(sw2=1.5, sb2=0.3)),
+    Net("relu_densenet", "ReLU densenet (k = 1/4)", "densenet", "relu", dict(sw2=2.5, sb2=0.3)),
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -199,6 +207,8 @@ def _law_curves(net: Net, laws: asy.Laws, l, th):
     L = int(l[-1])
     out = {}
     anchored = f"(anchored at l = {L:g})"
+    if get_block(net.arch).grows:
+        return _growth_law_curves(net, laws, l, th)
     if net.family == "tanh" and laws.e_star is None:  # a block without closed forms: p and R only
         out["p"] = (laws.p_prefactor * l, f"law p = {laws.p_prefactor:.4g} l (the block's increment at large p)")
         out["R"] = (np.exp(laws.A * (np.sqrt(l) - math.sqrt(L)) + th.log_R_of[L]),
@@ -241,6 +251,31 @@ def _law_curves(net: Net, laws: asy.Laws, l, th):
     return out
 
 
+def _growth_law_curves(net: Net, laws: asy.Laws, l, th) -> dict:
+    """(p, R) law curves of a growing stream: ReLU's exact closed forms; otherwise p -> p* with its power
+    approach and R ~ L^chi_1 (:func:`meanfield.asymptotics.growth_limits`), anchored at the last layer."""
+    spec = net.spec(1)
+    h = spec.hyper()
+    L = int(l[-1])
+    anchored = f"(anchored at l = {L:g})"
+    if net.act == "relu":
+        a = float(h.sw2) / 2
+        exact = asy.relu_growth_closed_form(float(h.sw2), float(h.sb2), float(h.p0), float(spec.growth), l)
+        return {"p": (exact["p"], f"exact law p = p* + (p0 − p*) Π_l ~ l^{a - 1:g}, p* = σb²/(2 − σw²) = "
+                                  f"{exact['p_star']:.3g}\n(Π_l = Γ(l+c+a)Γ(c+1)/(Γ(c+a)Γ(l+c+1)), c = 1/k, a = σw²/2)"),
+                "R": (np.exp(exact["log_R"]), f"exact law R = Γ(l+c+a)Γ(c)/(Γ(c+a)Γ(l+c)) ~ l^{a:g}")}
+    out = {}
+    if laws.R_exponent is not None:
+        out["R"] = (np.exp(laws.R_exponent * np.log(l / L) + th.log_R_of[L]),
+                    f"law ∝ l^χ₁, χ₁ = σw² V'(q*) = {laws.R_exponent:.4g} {anchored}")
+    lim = asy.growth_limits(spec)
+    if np.isfinite(lim["p_star"]) and lim["s_q"] < 1:
+        p_star, decay = lim["p_star"], 1 - lim["s_q"]
+        out["p"] = (p_star + (th.t.p[L] - p_star) * (l / L) ** -decay,
+                    f"law p = p* + C l^-{decay:.3f}, p* = V(q*) = {p_star:.4g} {anchored}")
+    return out
+
+
 class _TheoryView:
     """A theory trajectory with R(l) = chi^(0) / chi^(l) of a depth-l network for every l."""
 
@@ -270,12 +305,12 @@ def dynamics_figure(net: Net, settings: Settings = QUICK, out_dir: str = "figure
     relu = net.family == "relu"
     # ReLU: p, s and R grow like B^l (overflowing float64 near l = 1700 for B = 1.5) and the exact law
     # would hide the theory; dividing by B^l (in the log domain) shows what is left on log-log axes.
-    log_B = laws.log_B if relu else 0.0
+    log_B = (laws.log_B or 0.0) if relu else 0.0  # a growing stream's ReLU laws are powers: nothing to divide
     one_minus_e = relu or laws.e_star is None  # no e* known: the gap panel shows 1 - e
     fig, axes = plt.subplots(2, 2, figsize=(10.5, 8.0))
     color = "C0" if net.family == "tanh" else ("C3" if relu else "C2")
     gap_name = "1 − e" if one_minus_e else ("e (e* = 0)" if laws.e_star == 0 else f"|e − e*|, e* = {laws.e_star:.6g}")
-    per_B = f" · B^−l, B = {math.exp(log_B):g}" if relu else ""
+    per_B = f" · B^−l, B = {math.exp(log_B):g}" if relu and laws.log_B is not None else ""
     panels = [("p", f"p = ⟨x²⟩ (squared length){per_B}"),
               ("gap", gap_name),
               ("s", f"s = ⟨(x − x')²⟩ (squared distance){per_B}"),
@@ -751,7 +786,7 @@ def build_all(out_dir: str = "figures", settings: Settings = QUICK, only=None, l
     if "dynamics" in only:
         jobs += [(lambda net=net: dynamics_figure(net, settings, out_dir)) for net in NETWORKS]
     if "blocks" in only:
-        jobs += [(lambda net=net: dynamics_figure(net, settings, out_dir)) for net in BLOCK_NETWORKS]
+        jobs += [(lambda net=net: dynamics_figure(net, settings, out_dir)) for net in BLOCK_NETWORKS + GROWTH_NETWORKS]
     if "branch_scale" in only:
         jobs.append(lambda: branch_scale_figure(settings, out_dir))
     if "tanh_gradients" in only:

@@ -158,11 +158,12 @@ W_ = _at_unit_variance(W, lambda a: a)
 half_sq_diff_ = _at_unit_variance(half_sq_diff, lambda a: a)
 
 
-def _forward(prims, sig, hv, act, alpha, probe):
+def _forward(prims, sig, hv, act, alpha, probe, layer=None, width=1.0):
     """Push (p, gamma, mu, s) through ``prims``: (sig, backward records), as in meanfield.blocks but in
-    the plain domain and with the transforms above."""
+    the plain domain and with the transforms above. ``layer``: the layer index (a growing stream's
+    widths); ``width``: the input's width relative to the stream's input width N0."""
     recs = []
-    width = 1.0  # relative to the stream's; W^T sums var / fan_in over fan_out units
+    # width: relative to the stream's; W^T sums var / fan_in over fan_out units
     for prim in prims:
         p, g, mu, s = sig
         if isinstance(prim, blocks.Dense):
@@ -194,6 +195,14 @@ def _forward(prims, sig, hv, act, alpha, probe):
             k = 1.0 if prim.scale is None else hv[prim.scale]
             recs.append(("residual", branch, k * k))
             sig = (p + k * k * bp + 2 * k * mu * bmu, g + k * k * bg + 2 * k * mu * bmu, mu + k * bmu, s + k * k * bs)
+        elif isinstance(prim, blocks.Concat):
+            # N_l p_l = N_(l-1) p_(l-1) + G V: every second moment and the mean weighted by the widths
+            k = [x for x in prim.branch if isinstance(x, blocks.Dense)][-1].ratio()
+            n_in = 1.0 + (layer - 1) * k
+            (bp, bg, bmu, bs), branch = _forward(prim.branch, sig, hv, act, alpha, probe, layer, n_in)
+            a, w = n_in / (n_in + k), k / (n_in + k)
+            recs.append(("residual", branch, 1.0))
+            sig = (a * p + w * bp, a * g + w * bg, a * mu + w * bmu, a * s + w * bs)
         else:
             raise TypeError(f"unknown primitive {prim!r}")
     return sig, recs
@@ -234,7 +243,7 @@ def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0
     for l in range(1, L + 1):
         probe = {}
         hv_l = {k: v * l ** -(decay or {}).get(k, 0.0) for k, v in hv.items()}
-        sig, recs = _forward(block.body, sig, hv_l, act, alpha, probe)
+        sig, recs = _forward(block.body, sig, hv_l, act, alpha, probe, l)
         out["q"][l], out["lambda"][l] = probe["q"], probe["lambda_"]
         out["p"][l], out["gamma"][l], out["mu"][l], out["s"][l] = sig
         layers.append(recs)

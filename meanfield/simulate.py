@@ -50,7 +50,10 @@ chi = |g|^2/N, chi_a = |dE/da|^2/N = chi, chi_b = |dE/db|^2/N, and chi_w, chi_v 
 entries of the squared gradients dE/dW = delta x^T and dE/dV = g phi(h)^T. These are rank one, so
 mean_ij (delta_i x_j)^2 = mean(delta^2) mean(x^2) exactly, and chi_w = chi_b p^(l-1),
 chi_v = chi * mean(phi(h)^2): the un-normalized per-entry mean square, which is the O(1) quantity of
-docs/theory.md, section 3 (chi_w = sv2 chi V'(q) p^(l-1)); no factor N.
+docs/theory.md, section 3 (chi_w = sv2 chi V'(q) p^(l-1)); no factor N. Where the stream grows
+(``densenet``: N_l = N0 + l G with ``width`` = N0), N is the stream's own width at that layer: the
+samplers keep vectors of the final width N_L, zero beyond N_l, and average over the first N_l
+coordinates (chi^(l) = |g^(l)|^2 / N_l, p^(l-1) = |x^(l-1)|^2 / N_(l-1) in chi_w).
 """
 
 from __future__ import annotations
@@ -100,29 +103,33 @@ def _inputs(z, p0, gamma0):
     return jnp.stack([root_n * (sp * u1), root_n * (c1 * u1 + c2 * u2)])
 
 
-def _x_stats(x_pair):
+def _x_stats(x_pair, width=None):
+    """The stream's statistics over its ``width`` coordinates (None: all; a growing stream is zero
+    beyond its width)."""
     x, y = x_pair[0], x_pair[1]
     d = x - y
-    return dict(p=jnp.mean(x * x), p2=jnp.mean(y * y), gamma=jnp.mean(x * y), s=jnp.mean(d * d),
-                mu=jnp.mean(x))
+    mean = jnp.mean if width is None else (lambda v: jnp.sum(v) / width)  # noqa: E731
+    return dict(p=mean(x * x), p2=mean(y * y), gamma=mean(x * y), s=mean(d * d), mu=mean(x))
 
 
-def _layers(sampler: str, block: Block, act: Activation, n: int, dtype, hp):
+def _layers(sampler: str, block: Block, act: Activation, n: int, dtype, hp, depth: int):
     """The block's (forward, backward) layer steps for ``sampler``, forward stats with the stream's.
 
     Both take the layer as ``(keys, l, xi)``: its keys, its index l >= 1, which sets its variances
-    (:func:`meanfield.blocks.at_layer`), and its stochastic-depth draw xi (1: the branch is kept)."""
+    (:func:`meanfield.blocks.at_layer`) and, for a growing stream, its widths, and its stochastic-depth
+    draw xi (1: the branch is kept)."""
     make = fast_layers if sampler == "fast" else dense_layers
-    block_forward, block_backward = make(block, act, n, dtype)
+    block_forward, block_backward = make(block, act, n, dtype, depth)
 
     def forward(x_pair, layer):
         keys, l, xi = layer
-        new, stats, tape = block_forward(x_pair, keys, masked(at_layer(hp, l), xi))
-        return new, {**_x_stats(x_pair), **stats}, tape
+        new, stats, tape = block_forward(x_pair, keys, masked(at_layer(hp, l), xi), l)
+        width = block.width_at(n, jnp.round(l).astype(jnp.int32) - 1) if block.grows else None
+        return new, {**_x_stats(x_pair, width), **stats}, tape
 
     def backward(g, tape, layer):
         keys, l, xi = layer
-        return block_backward(g, tape, keys, masked(at_layer(hp, l), xi))
+        return block_backward(g, tape, keys, masked(at_layer(hp, l), xi), l)
 
     return forward, backward
 
@@ -153,10 +160,17 @@ def _split_key(key, depth: int, sampler: str, arch):
     return keys[0], keys[1:].reshape((depth, k) + keys.shape[1:])
 
 
-def _start(key, hp, width: int, dtype):
-    """The two inputs (see :func:`_inputs`) and the +-1 output gradient, from one normal draw."""
-    z = jax.random.normal(key, (3, width), dtype)
-    return _inputs(z[:2], hp.p0, hp.gamma0), jnp.where(z[2] < 0, -1.0, 1.0).astype(dtype)
+def _start(key, hp, width: int, dtype, final: int | None = None):
+    """The two inputs (see :func:`_inputs`) and the +-1 output gradient, from one normal draw.
+
+    ``final``: the stream's width at the top where it grows (default ``width``): the inputs are then
+    zero beyond their ``width`` coordinates and the output gradient has ``final`` coordinates."""
+    final = width if final is None else final
+    z = jax.random.normal(key, (3, final), dtype)
+    x0 = _inputs(z[:2, :width], hp.p0, hp.gamma0)
+    if final != width:
+        x0 = jnp.pad(x0, ((0, 0), (0, final - width)))
+    return x0, jnp.where(z[2] < 0, -1.0, 1.0).astype(dtype)
 
 
 def _mask(key, survival, depth: int, dtype):
@@ -169,9 +183,9 @@ def _network(hp, key, *, arch, act, depth, width, dtype, sampler, segment):
     """Raw per-layer statistics of one sampled network (dict of float64 arrays of length L + 1)."""
     hp = Hyper(*(jnp.asarray(v, dtype) for v in hp))
     block = get_block(arch)
-    forward, backward = _layers(sampler, block, act, width, dtype, hp)
+    forward, backward = _layers(sampler, block, act, width, dtype, hp, depth)
     k_start, keys = _split_key(key, depth, sampler, block)
-    x0, g_top = _start(k_start, hp, width, dtype)
+    x0, g_top = _start(k_start, hp, width, dtype, block.width_at(width, depth))
     xi = _mask(k_start, hp.survival, depth, dtype)
     keys = (keys, jnp.arange(1, depth + 1, dtype=dtype), xi)  # each layer's keys, index and mask
     cut = lambda sl: jax.tree.map(lambda a: a[sl], keys)  # noqa: E731
@@ -205,12 +219,14 @@ def _network(hp, key, *, arch, act, depth, width, dtype, sampler, segment):
             fstats = jax.tree.map(cat, fstats_head, fstats)
             bstats = jax.tree.map(cat, bstats_head, bstats)
 
-    last = _x_stats(x_end)
+    grows = block.grows  # chi^(0) and the top's statistics over the input's and the top's widths
+    last = _x_stats(x_end, block.width_at(width, depth) if grows else None)
     nan = jnp.full((1,), jnp.nan, dtype)
     out = {k: jnp.concatenate([fstats[k], last[k][None]]) for k in ("p", "p2", "gamma", "s", "mu")}
     out.update({k: jnp.concatenate([nan, v]) for k, v in fstats.items() if k not in out})
     out.update({k: jnp.concatenate([nan, v]) for k, v in bstats.items() if k != "chi"})
-    out["chi"] = jnp.concatenate([jnp.mean(g0 * g0)[None], bstats["chi"]])
+    chi0 = jnp.sum(g0 * g0) / width if grows else jnp.mean(g0 * g0)
+    out["chi"] = jnp.concatenate([chi0[None], bstats["chi"]])
     return {k: v.astype(jnp.float64) for k, v in out.items()}
 
 
@@ -257,6 +273,7 @@ def networks(spec: Spec, width: int, samples: int, key, sampler: str = "fast", d
     key_data = key_data[np.tile(np.arange(samples), n_grid)]
     block = spec.block
     block.shapes(width)  # a ValueError naming the width field where a layer would have no units
+    block.growth_units(width)
     segment, chunk = plan(sampler, block, width, spec.depth, dt.itemsize, n_net, memory_bytes, segment)
     static = {"arch": block, "act": spec.act, "depth": spec.depth, "width": width, "dtype": dt,
               "sampler": sampler, "segment": segment, "impl": jax.random.key_impl(key) if typed else None}

@@ -24,7 +24,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .activations import Activation
 
-from .blocks import ARCHS, DECAYS, NORMS, WIDTHS, get_block  # noqa: F401  (ARCHS re-exported: the registry's names)
+from .blocks import ARCHS, DECAYS, NORMS, WIDTH_MEANING, WIDTHS, get_block  # noqa: F401  (ARCHS re-exported)
 
 #: Names of the built-in activations (``meanfield.activations.BUILTIN``) and those that take alpha.
 ACTIVATIONS = ("tanh", "relu", "alpha_relu", "erf")
@@ -131,6 +131,10 @@ class Spec:
         W2: rN -> rN, V: rN -> N. Static: it sets the samplers' and the model's shapes (at width N the
         inner width is round(r N), at least 1), and a new value compiles anew; must stay None for other
         blocks.
+      growth: the growth k > 0 of ``densenet`` (a single number; None: 1/4): each layer appends
+        phi(W x + b) with k N0 units to the stream (N0 the input width), so N_l = N0 (1 + l k). Static,
+        like ``bottleneck``: a network of input width N0 has G = round(k N0) >= 1 new units per layer,
+        and its theory is that of k = G / N0. Must stay None for other blocks.
       norm: ``"layer"`` for pre-LayerNorm: every residual branch sees (x - mean(x)) / std(x) instead of x
         (no affine parameters); None (default): no normalization. Static, like ``bottleneck``.
     """
@@ -153,6 +157,7 @@ class Spec:
     survival: object = 1.0
     bottleneck: object = None
     norm: object = None
+    growth: object = None
 
     def __post_init__(self):
         if not isinstance(self.arch, str):
@@ -236,7 +241,7 @@ class Spec:
                 value = default
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
                     or not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a single number > 0 (the inner width over N), got {value!r}")
+                raise ValueError(f"{name} must be a single number > 0 ({WIDTH_MEANING[name][0]}), got {value!r}")
             object.__setattr__(self, name, float(value))
 
     @property

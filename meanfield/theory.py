@@ -52,13 +52,15 @@ def _layer_scan(block: Block, act: Activation, depth: int, h: Hyper, decay: bool
     kernel, and every per-layer quantity that does not feed the next layer is computed afterwards, for
     all layers at once (:func:`_layer_outputs`). The batch is explicit (not vmapped) so that
     activations can route each grid point to the cheapest accurate rule (see
-    ``activations._split_eval``). With ``decay`` the layer index l = 1..L is the scan's input and layer
-    l's variances are :func:`meanfield.blocks.at_layer` of ``h``; without it (every decay exponent 0)
-    the loop does not compute l^-decay at all, which keeps it small enough to be one kernel.
+    ``activations._split_eval``). With ``decay`` the layer index l = 1..L is the scan's input, layer
+    l's variances are :func:`meanfield.blocks.at_layer` of ``h`` and the block step sees l (a growing
+    stream weighs its old and new coordinates by N_(l-1) / N_l); without it (every decay exponent 0,
+    a stream of constant width) the loop does not compute l^-decay at all, which keeps it small
+    enough to be one kernel.
     """
 
     def step(carry, l):
-        new, _ = theory_step(block, act, h if l is None else at_layer(h, l), carry)
+        new, _ = theory_step(block, act, h if l is None else at_layer(h, l), carry, l)
         return new, new
 
     carry0 = (jnp.log(h.p0), 1.0 - h.gamma0 / h.p0, jnp.zeros_like(h.p0))
@@ -86,7 +88,8 @@ def _layer_outputs(block: Block, act: Activation, h: Hyper, inputs, decay: bool)
     # padded layers repeat the last input: valid states, cut off below; the layer index only with decay
     columns = inputs + ((_layers(depth)[:, None],) if decay else ())
     padded = tuple(jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x for x in columns)
-    out = jax.lax.map(lambda xs: theory_step(block, act, at_layer(h, xs[3]) if decay else h, xs[:3])[1],
+    out = jax.lax.map(lambda xs: theory_step(block, act, at_layer(h, xs[3]) if decay else h, xs[:3],
+                                             xs[3] if decay else None)[1],
                       tuple(x.reshape((n, per) + x.shape[1:]) for x in padded))
     return jax.tree.map(lambda x: x.reshape((n * per,) + x.shape[2:])[:depth]
                         if x.ndim == 3 else jnp.moveaxis(x, 1, 0).reshape((x.shape[1], n * per, width))[:, :depth],
@@ -142,8 +145,9 @@ def _core(arch, act: Activation, depth: int, h: Hyper, decay: bool, mix: bool = 
 def _batched(h: Hyper, *, arch, act: Activation, depth: int, decay: bool, mix: bool) -> tuple[Trajectory, jax.Array]:
     """:func:`_core` compiled for one block of grid points (the per-point function of
     :func:`meanfield.parallel.map_points`: each device runs the whole depth scan on its block).
-    ``decay``: whether some variance decays with depth; ``mix``: whether some survival probability is
-    below 1 (one program for each combination that occurs)."""
+    ``decay``: whether the layers differ, a variance decaying with depth or the stream growing (the
+    step takes the layer index); ``mix``: whether some survival probability is below 1 (one program for
+    each combination that occurs)."""
     return _core(arch, act, depth, h, decay, mix)
 
 
@@ -174,7 +178,8 @@ def _trajectory(spec: Spec, chunk: int, progress: bool, mesh) -> Trajectory:
     flat = Hyper(*(np.reshape(x, (n,)) for x in spec.hyper()))
     act = spec.act
 
-    decay = any(bool(np.any(getattr(flat, d) != 0)) for d in DECAYS.values())
+    # the layers differ: a variance decays, or the stream grows (the step then takes the layer index)
+    decay = spec.block.grows or any(bool(np.any(getattr(flat, d) != 0)) for d in DECAYS.values())
     mix = bool(np.any(flat.survival != 1.0))
 
     def run(points, a):

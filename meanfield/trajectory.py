@@ -109,13 +109,14 @@ def _grid_labels(spec, grid_shape: tuple, depth: int) -> tuple[tuple, dict, dict
     nd = len(grid_shape)
     if spec is None:
         return tuple(f"axis{i}" for i in range(nd)), {}, {"depth": depth}
+    from .blocks import WIDTHS
     from .spec import HYPER_FIELDS
 
     if tuple(spec.shape) != tuple(grid_shape):
         raise ValueError(f"the trajectory's grid shape {tuple(grid_shape)} is not the spec's "
                          f"{tuple(spec.shape)}: pass the spec it was computed from")
     attrs = {"arch": spec.arch, "act": spec.act.name, "depth": depth}
-    attrs.update({k: getattr(spec, k) for k in ("bottleneck", "norm") if getattr(spec, k) is not None})
+    attrs.update({k: getattr(spec, k) for k in (*WIDTHS, "norm") if getattr(spec, k) is not None})
     values, reach, spans = {}, {}, {}
     for f in HYPER_FIELDS:
         v = np.asarray(getattr(spec, f), dtype=np.float64)

@@ -14,6 +14,11 @@ from ..blocks import BLOCKS, DECAYS, NORMS, WIDTHS, get_block
 from ..spec import ACTIVATIONS, ALPHA_ACTIVATIONS, ARCHS, NEUTRAL, Spec, unused_variances
 from ..trajectory import FIELDS, Trajectory, json_name
 
+#: --growth's help (theory, simulate and train).
+GROWTH_HELP = ("growth k > 0 of densenet: each layer appends round(k N0) units to the stream (N0 = the input "
+               "width; at least 1), so N_l = N0 (1 + l k) (densenet only; default 1/4, the "
+               "growth rate over a dense block's input width in DenseNet-121's second block: "
+               "32 of 128 channels)")
 #: Defaults of the flags that default to None (so that an explicit flag can be told from a default).
 DEFAULTS = {**NEUTRAL, "sb2": 0.0, "p0": 1.0, "gamma0": 0.5}
 
@@ -30,7 +35,7 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
     """The network flags of ``meanfield theory`` (and of every subcommand that takes one network).
 
     ``depth_help=None`` leaves --depth out, for a subcommand that defines its own; ``modifiers=True`` adds
-    --branch-scale; ``variants=True`` adds --bottleneck, --norm, --survival and the variance decays --decay-w/v/b/a
+    --branch-scale; ``variants=True`` adds --bottleneck, --growth, --norm, --survival and the variance decays --decay-w/v/b/a
     (for a subcommand whose engines take the spec's block and layer variances). Flags that only some networks have default to None, so that :func:`spec_from_args`
     can refuse them where they do not apply.
     """
@@ -52,6 +57,8 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
         parser.add_argument("--bottleneck", type=float, metavar="R",
                             help=f"inner width r > 0 as a multiple of N: W: N -> rN, W2: rN -> rN, V: rN -> N "
                                  f"(round(r N) units, at least 1; {with_r} only; default 1/4)")
+        parser.add_argument("--growth", type=float, metavar="K",
+                            help=GROWTH_HELP)
         with_norm = ", ".join(a for a in archs if get_block(a).residual)
         parser.add_argument("--norm", choices=NORMS,
                             help=f"layer: pre-LayerNorm, every residual branch sees (x - mean(x)) / std(x) "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .._plan import check_args, simulation_bytes
+from ..blocks import get_block
 from . import SUMMARY
 from .common import (add_memory_arg, add_spec_args, block_of, check_applicable, check_size, die, emit,
                      spec_from_args, trajectory_payload)
@@ -29,6 +30,15 @@ def register(sub) -> None:
     parser.set_defaults(func=run)
 
 
+def _check_units(block, width: int) -> None:
+    """Exit 2 where a width field leaves a layer without units at ``width`` (round(r N) or round(k N0) < 1)."""
+    try:
+        block.shapes(width)
+    except ValueError as err:
+        flags = " and ".join(f"--{f}" for f in sorted(get_block(block.name).widths))
+        die(f"{err} ({flags} and --width)")
+
+
 def run(args) -> int:
     check_applicable(args)
     try:
@@ -36,13 +46,11 @@ def run(args) -> int:
     except ValueError as err:
         die(str(err))
     if args.depth >= 1:  # Spec names a bad depth; a valid one is checked against memory before jax loads
+        _check_units(block_of(args), width)
         check_size(simulation_bytes(sampler, block_of(args), width, args.depth, dtype.itemsize, samples), args,
                    "--width, --depth and --samples")
     spec = spec_from_args(args)
-    try:
-        spec.block.shapes(width)  # every layer has units at this width
-    except ValueError as err:
-        die(f"{err} (--bottleneck and --width)")
+    _check_units(spec.block, width)
     import jax  # after validation: importing jax is the slow part
 
     from ..simulate import simulate

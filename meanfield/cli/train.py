@@ -23,7 +23,7 @@ import time
 from ..blocks import DECAYS, NORMS
 from ..spec import ARCHS, unused_variances
 from ..train.config import DEFAULT_LRS, TrainConfig
-from .common import check_applicable, die
+from .common import GROWTH_HELP, check_applicable, die
 
 #: Training defaults (those of TrainConfig, whole data set) and the --quick setting (sizes for a CPU:
 #: a tanh grid of ~80 networks up to depth 300 in minutes); an explicit flag wins.
@@ -53,6 +53,8 @@ def register(subparsers) -> None:
                         "number or 1/sqrt(L) or 1/L, resolved at each depth (residual archs only; default 1)")
     p.add_argument("--bottleneck", type=float, metavar="R",
                    help="inner width r > 0 of the bottleneck block as a multiple of N, one per sweep (default 1/4)")
+    p.add_argument("--growth", type=float, metavar="K", help=GROWTH_HELP.replace("N0 = the input width", "N0 = the embedding's width --width")
+                   .replace("densenet only", "densenet only, one per sweep"))
     p.add_argument("--norm", choices=NORMS, help="layer: pre-LayerNorm in every residual branch (default none)")
     for var, decay in DECAYS.items():
         p.add_argument("--" + decay.replace("_", "-"), type=float, metavar="BETA",
@@ -130,7 +132,7 @@ def config_from_args(args: argparse.Namespace):
                           val_subset=chosen["val_subset"], readout=args.readout,
                           data=args.data, init=args.init, zip=zipped,
                           branch_scale=1.0 if args.branch_scale is None else args.branch_scale,
-                          bottleneck=args.bottleneck, norm=args.norm,
+                          bottleneck=args.bottleneck, norm=args.norm, growth=args.growth,
                           **{d: getattr(args, d) for d in (*DECAYS.values(), "survival") if getattr(args, d) is not None},
                           **lists)
         validate(cfg)
@@ -163,7 +165,8 @@ def analyze_dir(out_dir: str, figures_dir: str | None) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.analyze is not None:
         given = [a for a in ("arch", "act", "depth", "out", "alpha", "sw2", "sv2", "sb2", "sa2", "lr", "zip",
-                             "branch_scale", "bottleneck", "norm", "survival", *DECAYS.values()) if getattr(args, a) is not None]
+                             "branch_scale", "bottleneck", "growth", "norm", "survival", *DECAYS.values())
+                 if getattr(args, a) is not None]
         if given:
             die(f"--analyze reads an existing sweep; do not also pass "
                 f"{', '.join('--' + a.replace('_', '-') for a in given)}")

@@ -127,7 +127,8 @@ class SweepConfig:
     """Everything that defines a sweep's results (written to ``config.json``).
 
     Args:
-      arch, act: a block of :mod:`meanfield.blocks` (``frn``, ``rrn``, ``ff``, ``preact``, ``basic``);
+      arch, act: a block of :mod:`meanfield.blocks` (``frn``, ``rrn``, ``ff``, ``preact``, ``basic``,
+        ``bottleneck``, ``densenet``);
         ``tanh``, ``relu`` or ``alpha_relu``.
       alpha, sw2, sv2, sb2, sa2: value lists (tuples of floats).
       lr: learning rates (every cell is trained at each).
@@ -145,8 +146,9 @@ class SweepConfig:
       branch_scale: kappa of the residual branches, x <- x + kappa branch(x): a number >= 0, or
         ``"1/sqrt(L)"`` / ``"1/L"`` (kappa = L^-1/2 / L^-1 at each depth L of the sweep); 1 for a block
         without a residual branch. One value per sweep (config.json; results.csv has no column for it).
-      bottleneck, norm, decay_w, decay_v, decay_b, decay_a, survival: the block's inner width,
-        pre-LayerNorm, variance decay exponents and stochastic depth's survival probability, as for
+      bottleneck, norm, growth, decay_w, decay_v, decay_b, decay_a, survival: the block's inner width,
+        pre-LayerNorm, growth (``densenet``), variance decay exponents and stochastic depth's survival
+        probability, as for
         :class:`~meanfield.spec.Spec`; one value each per sweep, like ``branch_scale`` (:meth:`variants`).
     """
 
@@ -171,6 +173,7 @@ class SweepConfig:
     branch_scale: object = 1.0
     bottleneck: float | None = None
     norm: str | None = None
+    growth: float | None = None
     decay_w: float = 0.0
     decay_v: float = 0.0
     decay_b: float = 0.0
@@ -178,9 +181,9 @@ class SweepConfig:
     survival: float = 1.0
 
     def variants(self) -> dict:
-        """The :class:`~meanfield.spec.Spec` fields of the block's variant: width, normalization, decays,
+        """The :class:`~meanfield.spec.Spec` fields of the block's variant: widths, normalization, decays,
         survival."""
-        return {k: getattr(self, k) for k in ("bottleneck", "norm", "decay_w", "decay_v", "decay_b", "decay_a",
+        return {k: getattr(self, k) for k in (*WIDTHS, "norm", "decay_w", "decay_v", "decay_b", "decay_a",
                                               "survival")}
 
     def __post_init__(self):
@@ -274,7 +277,7 @@ def validate(cfg: SweepConfig) -> None:
                 alpha=np.array(eff.alpha)[:, None, None, None, None],
                 branch_scale=np.reshape([branch_scale_at(eff.branch_scale, d) for d in eff.depth], (-1,) + (1,) * 5),
                 **eff.variants())
-    spec.block.shapes(cfg.train.width)  # every layer of the bottleneck has units at this width
+    spec.block.shapes(cfg.train.width)  # every layer of a bottleneck or densenet has units at this width
 
 
 def settings(cfg: SweepConfig) -> list[dict]:

@@ -3,6 +3,7 @@
 Blocks are the definitions of :mod:`meanfield.blocks` (docs/theory.md, section 1), for example::
 
     h = W x + b;   x <- V phi(h) + x + a   (frn)   |   x <- phi(h) + x   (rrn)   |   x <- phi(h)   (ff)
+    x <- concat(x, phi(h))   (densenet: the stream grows from N to N_L = N + L G; the readout reads N_L)
 
     W_ij ~ N(0, sw2/N),  V_ij ~ N(0, sv2/N),  b_i ~ N(0, sb2),  a_i ~ N(0, sa2)
 
@@ -72,13 +73,14 @@ def init_params(key, var: NetworkSettings, *, arch, width: int, depth: int, dtyp
     order = [name for name, _ in block.key_order]
     k_emb, *k_params, k_out = jax.random.split(key, 2 + len(order))
     n = width
+    n_top = block.width_at(n, depth)  # the readout's input: x^(L), of width N_L where the stream grows
     normal = lambda k, shape: jax.random.normal(k, shape, dtype)  # noqa: E731
     blocks = init_block_params(block, dict(zip(order, k_params)), var, width=n, depth=depth, dtype=dtype)
     return {
         "embed_w": normal(k_emb, (N_IN, n)) / math.sqrt(N_IN),
         "embed_b": jnp.zeros((n,), dtype),
         "blocks": blocks,
-        "out_w": normal(k_out, (n, N_OUT)) / math.sqrt(n),
+        "out_w": normal(k_out, (n_top, N_OUT)) / math.sqrt(n_top),
         "out_b": jnp.zeros((N_OUT,), dtype),
     }
 
@@ -86,10 +88,24 @@ def init_params(key, var: NetworkSettings, *, arch, width: int, depth: int, dtyp
 def residual_stream(params: dict, alpha, x, *, arch: str, act: Activation, branch_scale=None, layer_scale=None):
     """x^(L) (batch, N): the embedding of x (batch, 784) through the L blocks (``branch_scale``: kappa of
     the residual branches, None: 1; ``layer_scale``: a further factor of each layer's branch scale, a
-    number or an array (L,), e.g. the stochastic-depth draws; None: 1)."""
+    number or an array (L,), e.g. the stochastic-depth draws; None: 1). A growing stream (``densenet``,
+    no residual branch) starts as the embedding (width N0 = N) padded with zeros to the final width
+    N_L = N + L G, and layer l writes its G units after the first N_(l-1) coordinates: x^(L) has width
+    N_L."""
     alpha = jnp.asarray(alpha, x.dtype)
     block = get_block(arch)
-    depth = jax.tree.leaves(params["blocks"])[0].shape[0]
+    depth = jax.tree_util.tree_leaves(params["blocks"])[0].shape[0]
+    x0 = x @ params["embed_w"] + params["embed_b"]
+    if block.grows:
+        n0 = params["embed_w"].shape[1]
+        x0 = jnp.pad(x0, ((0, 0), (0, block.width_at(n0, depth) - n0)))
+
+        def grow(h_in, layer):
+            p, start = layer
+            return apply_block(block, act, p, alpha, h_in, None, start), None
+
+        xl, _ = jax.lax.scan(grow, x0, (params["blocks"], block.width_at(n0, jnp.arange(depth))))
+        return xl
     if layer_scale is None:
         per_layer = None if branch_scale is None else jnp.full((depth,), branch_scale, x.dtype)
     else:
@@ -100,7 +116,6 @@ def residual_stream(params: dict, alpha, x, *, arch: str, act: Activation, branc
         p, kap = xs
         return apply_block(block, act, p, alpha, h_in, None if kap is None else _Scales(kap)), None
 
-    x0 = x @ params["embed_w"] + params["embed_b"]
     xl, _ = jax.lax.scan(step, x0, (params["blocks"], per_layer))
     return xl
 

@@ -28,6 +28,7 @@ import contextlib
 import csv
 import fcntl
 import json
+import math
 import os
 import sys
 import time
@@ -43,13 +44,19 @@ from .predictors import THEORY_AXES
 GROUP_MEMORY_BYTES = 2 * 2**30
 
 
-def default_max_group(cfg: TrainConfig, depth: int, n_devices: int = 1) -> int:
+def default_max_group(cfg: TrainConfig, depth: int, n_devices: int = 1, block=None) -> int:
     """Networks per compiled call so that one group stays within ~:data:`GROUP_MEMORY_BYTES` per device.
 
     Per network: the backward pass keeps ~4 (batch, width) float32 arrays per layer, and parameters,
-    gradients and optimizer state hold ~4 copies of the 2 (width, width) matrices per layer.
+    gradients and optimizer state hold ~4 copies of the 2 (width, width) matrices per layer. A growing
+    stream (``block``, :attr:`~meanfield.blocks.Block.grows`) has the final width N_L instead, and its
+    one (N_L, G) matrix per layer.
     """
-    per_net = 4 * depth * (4 * cfg.batch * cfg.width + 8 * cfg.width**2) + 4 * 4 * 794 * cfg.width
+    width, entries = cfg.width, 2 * cfg.width**2
+    if block is not None and block.grows:
+        width = block.row_width(cfg.width, depth)
+        entries = sum(math.prod(s) for s in block.shapes(cfg.width, depth).values())
+    per_net = 4 * depth * (4 * cfg.batch * width + 4 * entries) + 4 * 4 * 794 * width
     return max(1, int(GROUP_MEMORY_BYTES // per_net)) * n_devices
 
 
@@ -268,7 +275,7 @@ def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devi
     finished = 0
     with _results_file(results_path, writer) as rows, bar:
         for depth, nets in todo.items():
-            limit = max_group or default_max_group(eff.train, depth, n_dev)
+            limit = max_group or default_max_group(eff.train, depth, n_dev, block)
             n_groups = -(-len(nets) // limit)
             size = -(-len(nets) // n_groups)
             for start in range(0, len(nets), size):
