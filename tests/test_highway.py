@@ -340,3 +340,16 @@ def test_sweep_config_carries_the_gate_and_reads_older_results(tmp_path):
     with sweep._results_file(str(path), True) as append:  # resumed there: rows without the gate columns
         append([row + ["1.0", "0.0"]])
     assert path.read_text().splitlines()[-1] == ",".join(row)
+
+
+@pytest.mark.slow
+def test_highway_dynamics_figures_draw_without_laws(tmp_path):
+    from meanfield import figures as F
+
+    nets = [n for n in F.BLOCK_NETWORKS if n.arch == "highway"]
+    assert [n.act for n in nets] == ["tanh", "relu"] and all(n.laws().log_B is None for n in nets)
+    for net in nets:
+        path = F.dynamics_figure(net, F.TINY, str(tmp_path))
+        with open(path, "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "--sg2 2 --gate-bias -1" in F._cli_flags(nets[1])
