@@ -11,9 +11,10 @@ one call of :func:`~meanfield.train.trainer.train_grid`.
 Files in the output directory:
 
 * ``config.json``: the full configuration (and the data's mean-field input statistics p0, gamma0);
-* ``results.csv``: one row per network (:data:`COLUMNS`, the gate's sg2 and gate_bias last; ``val_acc`` is the accuracy on the
-  validation set, ``val_subset`` training examples disjoint from the training subset), appended with flush + fsync after every
-  group, so an interrupted sweep loses at most the group in flight. ``diverged`` is the 1-based epoch
+* ``results.csv``: one row per network (:data:`COLUMNS`, the gate's sg2 and gate_bias last; ``val_acc``
+  is the accuracy on the validation set, ``val_subset`` training examples disjoint from the training
+  subset), appended with flush + fsync after every group, so an interrupted sweep loses at most the
+  group in flight. ``diverged`` is the 1-based epoch
   in which the loss or a gradient first turned NaN or inf (0: never); a diverged network is scored
   with its last finite parameters. ``seconds`` is the wall time of its group (compilation included)
   divided by the number of networks in the group.
