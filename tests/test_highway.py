@@ -8,9 +8,9 @@ over sg2, gate_bias, sw2; the trained model's forward pass written out by hand; 
 Theory vs simulation, per layer and field: |sim - theory| <= 4 stderr + (C / N) |theory| + 1e-5 scale,
 C = L (one O(1/N) Jensen term per activation and layer, as for the frn; docs/theory.md, section 8). At
 the networks below (L = 10, gamma0 = -0.3, so that the gate's E[(T - T')^2] is large) the measured
-finite-width bias N |sim - theory| / |theory| of p, s, mu, chi at N = 256 and 1024 is at most 7.3, and
-of chi_b, chi_w at most 24 (N = 1024, where their z is below 2.1: noise, not bias); every |z| <= 3.3.
-gamma and e pass through 0 (gamma0 < 0), where only the stderr term applies. At other settings the
+finite-width bias N |sim - theory| / |theory| of p, q, s, mu, chi at N = 256 and 1024 (fast sampler) is
+at most 8.7, and of chi_b, chi_w at most 25 (N = 1024, where their z is below 2.1: noise, not bias); every
+|z| <= 3.3. gamma, e and lambda pass through 0 (gamma0 < 0), where only the stderr term applies. At other settings the
 mean-tracking ReLU highway has the rrn's larger finite-width bias where 1 - e gets small (README,
 limits of the infinite-width theory): e.g. sw2 = 1.5, sb2 = 0.2, S = 1.5, c = 0.5 at L = 20 has
 N (sim - theory) / theory of s about 80 at N = 256, 1024 and 4096 (1 - e ~ 1e-4 there).
