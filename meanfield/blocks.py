@@ -312,9 +312,9 @@ class Block:
         """Vectors of the stream's length a sampler keeps per layer for the backward pass: the fast
         sampler a basis (input width) and two Gaussian rows (output width) per dense primitive, both
         phi'(h) (fast) or h (dense) per activation, and both samplers T and branch(x) - x per gate; rows
-        of another width count as that width over the stream's, rounded up. A growing stream (:attr:`grows`) is kept at its final width N_L (``n``
-        the input width and ``depth`` L are then needed): its rows are of length N_L and a branch of G
-        units counts G / N_L."""
+        of another width count as that width over the stream's, rounded up. A growing stream
+        (:attr:`grows`) is kept at its final width N_L (``n`` the input width and ``depth`` L are then
+        needed): its rows are of length N_L and a branch of G units counts G / N_L."""
         unit = 1.0
         if self.grows:
             if n is None or depth is None:
@@ -684,7 +684,7 @@ def theory_step(block: Block, act, h, state, l=None):
     ctx = _Ctx(act, h, log_p, jnp.exp(-log_p), l)
     probe: dict = {}
     sig, recs = _mf(block.body, _Sig(1.0, d, None if centred else m, log_p), ctx, probe)
-    if sig.inc is not None:  # ended on a residual sum, a concatenation or a gate: p_out = p_in r, r = 1 + inc
+    if sig.inc is not None:  # ended on a residual sum, a concatenation or a gate: p_out = p_in r = p_in (1 + inc)
         # log1p(inc) keeps the digits of a small change of p; after a gate p may also shrink below half,
         # where r itself, a sum of non-negative terms, is the precise one
         log_growth = jnp.log1p(sig.inc)

@@ -196,13 +196,15 @@ def _check(th, mean, se, width, label):
         scale = np.sqrt(th.p) if field == "mu" else np.abs(t)
         tol = (4 * s + c / width + 1e-5) if field.startswith("log_") else (4 * s + c / width * np.abs(t) + 1e-5 * scale)
         ok = np.isnan(t) | (np.abs(m - t) <= tol)
-        assert ok.all(), f"{label}: {field} at l = {np.flatnonzero(~ok).tolist()}: sim {m[~ok]} +- {s[~ok]}, theory {t[~ok]}"
+        assert ok.all(), (f"{label}: {field} at l = {np.flatnonzero(~ok).tolist()}: sim {m[~ok]} +- {s[~ok]}, "
+                          f"theory {t[~ok]}")
     assert abs(mean.log_R - th.log_R) <= 4 * se.log_R + c / width, label
 
 
 @pytest.mark.parametrize("act,sampler,width", [
     ("relu", "fast", 256), ("relu", "dense", 128),  # tanh: the same sampler code, a compilation each (-m slow)
-    pytest.param("tanh", "fast", 256, marks=pytest.mark.slow), pytest.param("tanh", "dense", 128, marks=pytest.mark.slow)])
+    pytest.param("tanh", "fast", 256, marks=pytest.mark.slow),
+    pytest.param("tanh", "dense", 128, marks=pytest.mark.slow)])
 def test_theory_matches_both_samplers(act, sampler, width):
     mean, se = summarize(networks(_spec(act), width, 100, jax.random.key(0), sampler))
     th = _theory(act)

@@ -304,7 +304,8 @@ def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devi
                     eff.arch, eff.act, eff.readout, s["alpha"], s["sw2"], s["sv2"], s["sb2"], s["sa2"],
                     s["lr"], depth, eff.train.width, seed, eff.train.epochs, float(res.train_acc[i]),
                     float(res.val_acc[i]), float(res.test_acc[i]), float(res.test_loss[i]),
-                    int(res.diverged_epoch[i]), seconds, s["sg2"], s["gate_bias"])] for i, (s, seed) in enumerate(group)])
+                    int(res.diverged_epoch[i]), seconds, s["sg2"], s["gate_bias"])]
+                    for i, (s, seed) in enumerate(group)])
                 finished += len(group)
                 bar.update(eval_cost(depth) * len(group))
                 bar.set_postfix_str(f"{finished}/{n_nets} done, L={depth}")
