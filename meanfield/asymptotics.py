@@ -298,7 +298,8 @@ LAW_ARCHS = ("frn", "rrn", "ff")
 
 @in_float64
 def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, sa2: float = 0.0,
-            alpha: float = 1.0, branch_scale: float = 1.0, growth: float | None = None) -> Laws:
+            alpha: float = 1.0, branch_scale: float = 1.0, growth: float | None = None, sg2: float = 1.0,
+            gate_bias: float = 0.0) -> Laws:
     """The predicted laws of docs/theory.md, section 5 for one network (scalars; validated like a Spec).
 
     Closed forms: FRN and RRN with tanh or erf, FRN with ReLU or alpha-ReLU, and the feedforward contrast
@@ -307,10 +308,11 @@ def predict(arch: str, act, *, sw2: float, sv2: float = 1.0, sb2: float = 0.0, s
     erf and ReLU. Other combinations (alpha-ReLU outside the FRN, the mean-tracking RRN of a non-odd
     activation) return a :class:`Laws` with every law None. For the RRN, sv2 = 1 and sa2 = 0 whatever is
     passed. A growing stream (``densenet``, ``growth`` its k) gets the power laws of
-    :func:`growth_limits`.
+    :func:`growth_limits`. ``sg2`` and ``gate_bias`` (a gated block's, validated like a Spec's) enter no
+    law: no law is derived for a gated block (``highway``).
     """
     spec = Spec(arch, act, 1, sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2, alpha=alpha, branch_scale=branch_scale,
-                growth=growth)
+                growth=growth, sg2=sg2, gate_bias=gate_bias)
     if spec.shape != ():
         raise ValueError(f"predict takes scalar hyperparameters, got shape {spec.shape}")
     h = spec.hyper()
@@ -798,7 +800,7 @@ def measured_laws(spec: Spec, laws: Laws | None = None) -> dict:
                              "pass laws to measure this spec")
         laws = predict(spec.arch, spec.act, sw2=float(h.sw2), sv2=float(h.sv2), sb2=float(h.sb2),
                        sa2=float(h.sa2), alpha=float(h.alpha), branch_scale=float(h.branch_scale),
-                       growth=spec.growth)
+                       growth=spec.growth, sg2=float(h.sg2), gate_bias=float(h.gate_bias))
     return {"predicted": laws, "measured": measure(trajectory(spec), laws)}
 
 

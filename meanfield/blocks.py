@@ -18,6 +18,10 @@ A block is a tuple of primitives applied to the residual stream x (width N):
 ``Concat(branch)``
     x <- concat(x, branch(x)): the branch's output joins the stream as new coordinates (dense
     connectivity), so the stream grows by the branch's width every layer (see :class:`Concat`).
+``Gate(branch)``
+    x <- T * branch(x) + (1 - T) * x with the gate T = sigmoid(U x + c) elementwise: U_ij ~ N(0, S / N)
+    (parameter ``u``, variance field ``sg2``) and c_i = c, a constant at initialization (parameter ``c``,
+    field ``gate_bias``; a :class:`Const`). The gate's moments are :mod:`meanfield.gate`'s.
 
 From one definition this module derives
 
@@ -131,6 +135,24 @@ class Concat:
 
 
 @dataclasses.dataclass(frozen=True)
+class Const:
+    """A parameter vector c_i = the value of field ``var`` (not drawn: every unit starts at that number)."""
+
+    name: str
+    var: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Gate:
+    """x <- T * branch(x) + (1 - T) * x, T = sigmoid(U x + c): ``gate`` the dense U of the gate's input,
+    ``bias`` its constant c (a :class:`Const`)."""
+
+    branch: tuple
+    gate: Dense = Dense("u", "sg2")
+    bias: Const = Const("c", "gate_bias")
+
+
+@dataclasses.dataclass(frozen=True)
 class Block:
     """A named block: ``body``, a tuple of primitives, and a one-line ``doc``.
 
@@ -166,13 +188,14 @@ class Block:
                 raise ValueError(f"block {self.name}: a Concat's branch cannot hold a residual sum")
 
     def primitives(self) -> tuple:
-        """All primitives in forward order (branches expanded)."""
+        """All primitives in forward order (branches expanded; a gate as its U and c, its branch, then
+        the gate itself: the mix)."""
         return tuple(_flatten(self.body))
 
     @property
     def params(self) -> tuple:
         """(name, primitive) of every parameter, in forward order."""
-        return tuple((p.name, p) for p in self.primitives() if isinstance(p, (Dense, Bias)))
+        return tuple((p.name, p) for p in self.primitives() if isinstance(p, (Dense, Bias, Const)))
 
     @property
     def key_order(self) -> tuple:
@@ -205,6 +228,7 @@ class Block:
         def fix(prims):
             return tuple(Residual(((Norm(),) if norm else ()) + fix(p.branch), p.scale) if isinstance(p, Residual)
                          else Concat(fix(p.branch)) if isinstance(p, Concat)
+                         else dataclasses.replace(p, branch=fix(p.branch)) if isinstance(p, Gate)
                          else dataclasses.replace(p, width=float(values[p.width]), field=p.width)
                          if isinstance(p, Dense) and isinstance(p.width, str) else p for p in prims)
 
@@ -259,9 +283,12 @@ class Block:
                     w = w_out
                 elif isinstance(p, Bias):
                     out[p.name] = (w,)
-                elif isinstance(p, Residual):
+                elif isinstance(p, (Residual, Gate)):
+                    if isinstance(p, Gate):
+                        out[p.gate.name], out[p.bias.name] = (w, w), (w,)
                     if walk(p.branch, w) != w:
-                        raise ValueError(f"block {self.name}: a residual branch must end at the stream's width")
+                        raise ValueError(f"block {self.name}: a residual or gated branch must end at the "
+                                         "stream's width")
                 elif isinstance(p, Concat):
                     walk(p.branch, w)
             return w
@@ -284,10 +311,10 @@ class Block:
     def tape_rows(self, sampler: str, n: int | None = None, depth: int | None = None) -> int:
         """Vectors of the stream's length a sampler keeps per layer for the backward pass: the fast
         sampler a basis (input width) and two Gaussian rows (output width) per dense primitive, both
-        phi'(h) (fast) or h (dense) per activation; rows of another width count as that width over the
-        stream's, rounded up. A growing stream (:attr:`grows`) is kept at its final width N_L (``n``
-        the input width and ``depth`` L are then needed): its rows are of length N_L and a branch of G
-        units counts G / N_L."""
+        phi'(h) (fast) or h (dense) per activation, and both samplers T and branch(x) - x per gate; rows
+        of another width count as that width over the stream's, rounded up. A growing stream
+        (:attr:`grows`) is kept at its final width N_L (``n`` the input width and ``depth`` L are then
+        needed): its rows are of length N_L and a branch of G units counts G / N_L."""
         unit = 1.0
         if self.grows:
             if n is None or depth is None:
@@ -301,6 +328,8 @@ class Block:
                 w = p.ratio() / unit
             elif isinstance(p, (Act, Norm)):
                 rows += w
+            elif isinstance(p, Gate):
+                rows += 2 * w
         return int(math.ceil(rows - 1e-9))
 
     def row_width(self, n: int, depth: int) -> int:
@@ -324,6 +353,11 @@ def _flatten(prims):
     for p in prims:
         if isinstance(p, (Residual, Concat)):
             yield from _flatten(p.branch)
+        elif isinstance(p, Gate):
+            yield p.gate
+            yield p.bias
+            yield from _flatten(p.branch)
+            yield p
         else:
             yield p
 
@@ -332,7 +366,7 @@ def _walk(prims):
     """Every primitive, branches included and the branching primitives themselves."""
     for p in prims:
         yield p
-        if isinstance(p, (Residual, Concat)):
+        if isinstance(p, (Residual, Concat, Gate)):
             yield from _walk(p.branch)
 
 
@@ -349,6 +383,7 @@ def _residuals(prims):
     for p in prims:
         if isinstance(p, Residual):
             yield p
+        if isinstance(p, (Residual, Gate)):
             yield from _residuals(p.branch)
 
 
@@ -360,7 +395,7 @@ def _centred_output(prims, odd: bool, centred_in: bool) -> bool:
             centred = True
         elif isinstance(p, Act):
             centred = centred and odd
-        elif isinstance(p, (Residual, Concat)):
+        elif isinstance(p, (Residual, Concat, Gate)):  # the output mixes the input and the branch
             centred = centred and _centred_output(p.branch, odd, centred)
     return centred
 
@@ -381,7 +416,8 @@ FRN = Block("frn", (Residual(_FRN_BRANCH, _KAPPA),), "full residual: x <- x + ka
 #: 0.3 / (N (1 - e)), growing 1.45x a layer, and chi^(0)'s grows alike. Median over 32 ReLU rrn networks
 #: (sw2 = 1, sb2 = 0.5), first depth off by more than 10%: s^(l) from l = 8, 12, 15, 19 and chi^(0) from
 #: L = 10, 10, 15, 20 at N = 128, 512, 2048, 8192; at N = 512, L = 50 both are about 1.5e5 times the theory
-#: (``python experiments/finite_width_limits.py``; README, limits of the infinite-width theory).
+#: (``python experiments/finite_width_limits.py``; README, limits of the infinite-width theory). The ReLU
+#: ``highway`` tracks its mean too, with the same kind of error where 1 - e is small (docs/blocks.md).
 BLOCKS = {
     "frn": FRN,
     "rrn": Block("rrn", (Residual(_FRN_BRANCH[:3], _KAPPA),), "reduced residual: x <- x + kappa phi(W x + b)",
@@ -400,6 +436,10 @@ BLOCKS = {
     "densenet": Block("densenet", (Concat((Dense("w", "sw2", "growth"), Bias("b", "sb2"), Act())),),
                       "dense connectivity: x <- concat(x, phi(W x + b)), k N0 new units a layer "
                       "(--growth k, default 1/4), so N_l = N0 (1 + l k)"),
+    # the reduced residual's branch, gated (Srivastava et al. 2015)
+    "highway": Block("highway", (Gate(_FRN_BRANCH[:3]),),
+                     "highway: x <- T phi(W x + b) + (1 - T) x, T = sigmoid(U x + c), U ~ N(0, sg2/N), "
+                     "c_i = gate_bias"),
 }
 #: The built-in blocks' names (the command line's --arch choices).
 ARCHS = tuple(BLOCKS)
@@ -550,9 +590,56 @@ def _mf(prims, sig: _Sig, ctx: _Ctx, probe: dict, width=1.0):
             recs.append(("residual", branch, None))  # chi^(l-1) = chi^(l) (1 + the branch's gain)
             # r and k as sums of non-negative terms: d_l = (a d p + w V (1 - rho)) / p_l exactly
             sig = _Sig(a + w * b.r, a * sig.k + w * b.k, n, None, inc)
+        elif isinstance(p, Gate):
+            if sig.inc is not None or not (isinstance(sig.r, float) and sig.r == 1.0):
+                raise NotImplementedError("a gate must act on the block's input")
+            b, branch = _mf(p.branch, sig, ctx, probe)
+            sig, rec = _gate(sig, b, getattr(h, p.gate.var), getattr(h, p.bias.var), ctx)
+            recs.append(("gate", branch) + rec)
         else:
             raise TypeError(f"unknown primitive {p!r}")
     return sig, recs
+
+
+def _gate(x: _Sig, b: _Sig, s2, c, ctx: _Ctx):
+    """The mean-field map of x <- T b + (1 - T) x (docs/blocks.md, highway), relative to p = p_x.
+
+    The gate g = U x + c is N(c, S p) per coordinate, g and g' correlated as x and x' (1 - d), and
+    independent of the branch b and of x. With t2 = E[T^2], u2 = E[(1 - T)^2], tm = E[T (1 - T)] (so
+    E[T] = t2 + tm, E[1 - T] = u2 + tm), D = E[(T - T')^2] and Y = E[(b - x)^2] / p:
+
+        r   = t2 b.r + u2 + 2 tm n_b n_x
+        inc = r - 1 = t2 b.r + 2 tm n_b n_x - (t2 + 2 tm)
+        k   = (t2 - D/2) b.k + (D/2) Y + (u2 - D/2) x.k        (half the squared distance)
+        n   = (t2 + tm) n_b + (u2 + tm) n_x
+
+    k is a sum of non-negative terms (t2 - D/2 = E[T T'] and u2 - D/2 = E[(1 - T)(1 - T')] are >= 0),
+    with D from :func:`meanfield.gate.diff_sq`, exact in relative terms as d -> 0. Returns the output
+    signal and the record (log t2, log u2, log of the gate's chi gain S E[sigmoid'(g)^2] Y p).
+    """
+    import jax.numpy as jnp
+
+    from . import gate
+
+    # S p, evaluated at most at e^690, where the gate is a step to all digits: beyond it E[sigmoid'(g)^2]
+    # falls like (S p)^-1/2 exactly (a flat density over the sigmoid's transition)
+    log_v = jnp.log(s2) + ctx.log_p
+    excess = jnp.maximum(log_v - 690.0, 0.0)
+    v = jnp.exp(log_v - excess)
+    t2, u2, tm, sp2 = gate.moments(c, v)
+    dsq = gate.diff_sq(c, v, x.k)
+    zero = jnp.zeros_like(ctx.log_p)
+    n_b = zero if b.n is None else b.n
+    n_x = zero if x.n is None else x.n
+    nn = n_b * n_x
+    r = t2 * b.r + u2 + 2.0 * tm * nn
+    inc = t2 * b.r + 2.0 * tm * nn - (t2 + 2.0 * tm)
+    half = 0.5 * dsq
+    y = (b.r - n_b * n_b) + (1.0 - n_x * n_x) + (n_b - n_x) ** 2  # E[(b - x)^2] / p, as three variances
+    k = (t2 - half) * b.k + half * y + (u2 - half) * x.k
+    n = None if (b.n is None and x.n is None) else (t2 + tm) * n_b + (u2 + tm) * n_x
+    log_gain = log_v + jnp.log(sp2) - 0.5 * excess + jnp.log(y)
+    return _Sig(r, k, n, None, inc), (jnp.log(t2), jnp.log(u2), log_gain)
 
 
 def _backward(recs, g, gains: dict):
@@ -569,6 +656,10 @@ def _backward(recs, g, gains: dict):
             gains[rec[1]] = g
         elif kind in ("act", "norm"):
             g = g + rec[1]
+        elif kind == "gate":  # chi_in = chi_out (u2 + t2 branch gain + S E[sigmoid'^2] E[(b - x)^2])
+            _, branch, log_t2, log_u2, log_gate = rec
+            g_branch = _backward(branch, g + log_t2, gains)
+            g = g + jnp.logaddexp(jnp.logaddexp(log_u2, g_branch - g), log_gate)
         else:  # residual: chi_in = chi_out (1 + branch gain), the cross term averaging to 0
             g_branch = g if rec[2] is None else g + rec[2]
             g = g + jnp.log1p(jnp.exp(_backward(rec[1], g_branch, gains) - g))
@@ -593,8 +684,12 @@ def theory_step(block: Block, act, h, state, l=None):
     ctx = _Ctx(act, h, log_p, jnp.exp(-log_p), l)
     probe: dict = {}
     sig, recs = _mf(block.body, _Sig(1.0, d, None if centred else m, log_p), ctx, probe)
-    if sig.inc is not None:  # ended on a residual sum or a concatenation: p_out = p_in r, r = 1 + inc
+    if sig.inc is not None:  # ended on a residual sum, a concatenation or a gate: p_out = p_in r = p_in (1 + inc)
+        # log1p(inc) keeps the digits of a small change of p; after a gate p may also shrink below half,
+        # where r itself, a sum of non-negative terms, is the precise one
         log_growth = jnp.log1p(sig.inc)
+        if isinstance(block.body[-1], Gate):
+            log_growth = jnp.where(sig.inc > -0.5, log_growth, jnp.log(jnp.maximum(sig.r, 1e-300)))
         log_p_new = log_p + log_growth
         d_new = sig.k / sig.r
         m_new = jnp.zeros_like(m) if sig.n is None else sig.n / jnp.sqrt(sig.r)
@@ -766,6 +861,22 @@ def _split_concat(g, units: int, start):
     return jax.lax.dynamic_slice(g, (start,), (units,)), jnp.arange(g.shape[-1]) < start
 
 
+def _mix(pre, branch, x):
+    """x <- T branch + (1 - T) x with T = sigmoid(pre), 1 - T = sigmoid(-pre) (no 1 - T by subtraction)."""
+    import jax
+
+    return jax.nn.sigmoid(pre) * branch + jax.nn.sigmoid(-pre) * x
+
+
+def _mix_back(pre, diff, g):
+    """The gradient ``g`` at a gate's output sent to (the skip, the branch's output, the gate's
+    preactivation): (1 - T) g, T g and sigmoid'(pre) (branch - x) g, with ``diff`` = branch - x."""
+    import jax
+
+    t, u = jax.nn.sigmoid(pre), jax.nn.sigmoid(-pre)
+    return u * g, t * g, t * u * diff * g
+
+
 def fast_layers(block: Block, act, n: int, dtype, depth: int = 0):
     """(forward, backward) layer functions of the fast (exact conditional) sampler for one network.
 
@@ -795,7 +906,8 @@ def fast_layers(block: Block, act, n: int, dtype, depth: int = 0):
 
     def scales(hp, start):
         return {name: jnp.sqrt(getattr(hp, p.var) / _fan_in(stream, shapes, name, start, dtype))
-                if isinstance(p, Dense) else jnp.sqrt(getattr(hp, p.var)) for name, p in block.params}
+                if isinstance(p, Dense) else jnp.sqrt(getattr(hp, p.var))
+                for name, p in block.params if not isinstance(p, Const)}
 
     def run(seq, x, draw, row, stats, tapes, scale, hp, start, kap=None):
         for p in seq:
@@ -819,6 +931,17 @@ def fast_layers(block: Block, act, n: int, dtype, depth: int = 0):
             elif isinstance(p, Concat):
                 branch, row = run(p.branch, x, draw, row, stats, tapes, scale, hp, start)
                 x = _concat(x, branch, start)
+            elif isinstance(p, Gate):  # U meets the gate's input pair only, like any dense layer
+                u = p.gate.name
+                q, r = _basis(x, rtol)
+                stats["in_" + u] = _msq(x[0])
+                z = draw[row:row + 2, :shapes[u][1]]
+                tapes.append(dict(q=q, z=z))
+                pre = _push_forward(r, z, scale[u]) + getattr(hp, p.bias.var)
+                row += 2
+                branch, row = run(p.branch, x, draw, row, stats, tapes, scale, hp, start)
+                tapes.append(dict(pre=pre[0], diff=branch[0] - x[0]))
+                x = _mix(pre, branch, x)
             else:
                 body, bias = _split_trailing_bias(p.branch)
                 kap_p = _kappa(p, hp)
@@ -856,6 +979,15 @@ def fast_layers(block: Block, act, n: int, dtype, depth: int = 0):
                 g_new, old = _split_concat(g, stream.units, start)
                 g_branch, row = back(p.branch, g_new, tapes, fresh, row, stats, scale, hp, start)
                 g = jnp.where(old, g + g_branch, 0.0)
+            elif isinstance(p, Gate):
+                t = tapes.pop()
+                g_skip, g_in, g_pre = _mix_back(t["pre"], t["diff"], g)
+                g_branch, row = back(p.branch, g_in, tapes, fresh, row, stats, scale, hp, start)
+                row -= 1
+                tu = tapes.pop()
+                stats["g_" + p.gate.name] = _msq(g_pre)
+                g = g_skip + g_branch + _pull_back(tu["q"], tu["z"], fresh[row, :shapes[p.gate.name][0]], g_pre,
+                                                   scale[p.gate.name])
             else:
                 g_branch, row = back(p.branch, _times(_kappa(p, hp), g), tapes, fresh, row, stats, scale, hp,
                                      start)
@@ -912,6 +1044,12 @@ def dense_layers(block: Block, act, n: int, dtype, depth: int = 0):
                 tapes.append((x[0], inv[0]))
             elif isinstance(p, Concat):
                 x = _concat(x, run(p.branch, x, keys, bias_draw, stats, tapes, hp, start), start)
+            elif isinstance(p, Gate):
+                stats["in_" + p.gate.name] = _msq(x[0])
+                pre = x @ mat(keys, p.gate.name, hp, start).T + getattr(hp, p.bias.var)
+                branch = run(p.branch, x, keys, bias_draw, stats, tapes, hp, start)
+                tapes.append((pre[0], branch[0] - x[0]))
+                x = _mix(pre, branch, x)
             else:
                 body, bias = _split_trailing_bias(p.branch)
                 kap_p = _kappa(p, hp)
@@ -940,6 +1078,11 @@ def dense_layers(block: Block, act, n: int, dtype, depth: int = 0):
             elif isinstance(p, Concat):
                 g_new, old = _split_concat(g, stream.units, start)
                 g = jnp.where(old, g + back(p.branch, g_new, keys, tapes, stats, hp, start), 0.0)
+            elif isinstance(p, Gate):
+                g_skip, g_in, g_pre = _mix_back(*tapes.pop(), g)
+                stats["g_" + p.gate.name] = _msq(g_pre)
+                g = (g_skip + back(p.branch, g_in, keys, tapes, stats, hp, start)
+                     + g_pre @ mat(keys, p.gate.name, hp, start))
             else:
                 g = back(p.branch, _times(_kappa(p, hp), g), keys, tapes, stats, hp, start) + g
         return g
@@ -962,7 +1105,8 @@ def init_block_params(block: Block, keys: dict, var, *, width: int, depth: int, 
     """The block's parameters stacked over ``depth``: dense (depth, fan_in, fan_out), bias (depth, width).
 
     ``keys[name]`` is the key of parameter ``name``; ``var`` has the variance fields as attributes (and
-    the decay exponents of :data:`DECAYS`, 0 where absent: layer l's variance is var l^-decay).
+    the decay exponents of :data:`DECAYS`, 0 where absent: layer l's variance is var l^-decay), and the
+    value of every :class:`Const` parameter's field (a gate's c: its key is not used).
     Variances scale the same standard normal draws (common random numbers across a variance grid).
     A growing stream (:class:`Concat`) is kept at its final width N_L: the dense matrix that reads it is
     (depth, N_L, G), layer l's scaled by sqrt(var / N_(l-1)) and zero in its rows beyond N_(l-1)
@@ -978,6 +1122,9 @@ def init_block_params(block: Block, keys: dict, var, *, width: int, depth: int, 
     fan_in_l = block.width_at(width, jnp.arange(depth)[:, None, None])  # N_(l-1), l = 1..L
     out = {}
     for name, p in block.params:
+        if isinstance(p, Const):  # every unit of every layer at the field's value
+            out[name] = jnp.zeros((depth,) + shapes[name], dtype) + jnp.asarray(getattr(var, p.var), dtype)
+            continue
         s2 = jnp.asarray(getattr(layer, p.var), dtype)
         if isinstance(p, Dense):
             draw = jax.random.normal(keys[name], (depth,) + shapes[name], dtype)
@@ -1016,6 +1163,8 @@ def apply_block(block: Block, act, params: dict, alpha, x, scales=None, start=No
                 x = _layer_norm(x)[0]
             elif isinstance(p, Concat):
                 x = _concat(x, run(p.branch, x), start)
+            elif isinstance(p, Gate):
+                x = _mix(x @ params[p.gate.name] + params[p.bias.name], run(p.branch, x), x)
             else:
                 body, bias = _split_trailing_bias(p.branch)
                 kap_p = None if scales is None else _kappa(p, scales)

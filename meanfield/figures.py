@@ -64,13 +64,22 @@ NETWORKS = (
     Net("alpha090_frn", "α-ReLU FRN, α = 0.9", "frn", "alpha_relu", RESNET, 0.9),
 )
 
-#: The further residual blocks (docs/blocks.md), with tanh and ReLU: their laws are read off each block's
-#: own mean-field map (:func:`meanfield.asymptotics.block_limits`).
+#: The gated blocks of the dynamics figures (docs/blocks.md, highway). tanh: a chaotic setting (no bias,
+#: sw2 = 4), where p settles, e -> 0 and R grows; ReLU: an ordered one, where p settles and 1 - e and R
+#: fall exponentially in l (the setting of tests/test_highway.py).
+HIGHWAY_TANH = dict(sw2=4.0, sb2=0.0, sg2=2.0, gate_bias=0.0)
+HIGHWAY_RELU = dict(sw2=1.5, sb2=0.2, sg2=2.0, gate_bias=-1.0)
+
+#: The further blocks (docs/blocks.md), with tanh and ReLU: the residual blocks' laws are read off each
+#: block's own mean-field map (:func:`meanfield.asymptotics.block_limits`); the highway block has no law
+#: (theory and simulation only).
 BLOCK_NETWORKS = (
     Net("tanh_preact", "tanh pre-activation block", "preact", "tanh", TANH_FRN),
     Net("relu_preact", "ReLU pre-activation block", "preact", "relu", RESNET),
     Net("tanh_basic", "tanh two-layer branch (basic)", "basic", "tanh", TANH_FRN),
     Net("relu_basic", "ReLU two-layer branch (basic)", "basic", "relu", RESNET),
+    Net("tanh_highway", "tanh highway block", "highway", "tanh", HIGHWAY_TANH),
+    Net("relu_highway", "ReLU highway block", "highway", "relu", HIGHWAY_RELU),
 )
 
 #: Growing streams (docs/blocks.md, densenet, growth k = 1/4): their laws are powers of the depth
@@ -123,7 +132,7 @@ def _pyplot():
 
 
 #: The variances of a block, in the order figures name them, with their symbols.
-_VARIANCES = (("sw2", "σw²"), ("sv2", "σv²"), ("sb2", "σb²"), ("sa2", "σa²"))
+_VARIANCES = (("sw2", "σw²"), ("sv2", "σv²"), ("sb2", "σb²"), ("sa2", "σa²"), ("sg2", "S"), ("gate_bias", "c"))
 
 
 def _fmt_params(net: Net) -> str:
@@ -209,6 +218,8 @@ def _law_curves(net: Net, laws: asy.Laws, l, th):
     anchored = f"(anchored at l = {L:g})"
     if get_block(net.arch).grows:
         return _growth_law_curves(net, laws, l, th)
+    if all(getattr(laws, k) is None for k in asy.LAW_KEYS):  # no law derived for the block (highway)
+        return out
     if net.family == "tanh" and laws.e_star is None:  # a block without closed forms: p and R only
         out["p"] = (laws.p_prefactor * l, f"law p = {laws.p_prefactor:.4g} l (the block's increment at large p)")
         out["R"] = (np.exp(laws.A * (np.sqrt(l) - math.sqrt(L)) + th.log_R_of[L]),
@@ -305,7 +316,9 @@ def dynamics_figure(net: Net, settings: Settings = QUICK, out_dir: str = "figure
     relu = net.family == "relu"
     # ReLU: p, s and R grow like B^l (overflowing float64 near l = 1700 for B = 1.5) and the exact law
     # would hide the theory; dividing by B^l (in the log domain) shows what is left on log-log axes.
-    log_B = (laws.log_B or 0.0) if relu else 0.0  # a growing stream's ReLU laws are powers: nothing to divide
+    # a growing stream's ReLU laws are powers, and a block without a law (highway) is shown as it is:
+    # nothing to divide
+    log_B = (laws.log_B or 0.0) if relu else 0.0
     one_minus_e = relu or laws.e_star is None  # no e* known: the gap panel shows 1 - e
     fig, axes = plt.subplots(2, 2, figsize=(10.5, 8.0))
     color = "C0" if net.family == "tanh" else ("C3" if relu else "C2")
@@ -331,8 +344,8 @@ def dynamics_figure(net: Net, settings: Settings = QUICK, out_dir: str = "figure
                 y_th = np.exp(th.log_R_of[li] - log_B * l_th)
                 log_sim = mean.log_chi[0] - mean.log_chi[sl] - log_B * sl
                 log_se = np.hypot(se.log_chi[0], se.log_chi[sl])
-            else:
-                y_th = (1 - t.e[li]) if one_minus_e else np.abs(t.e[li] - laws.e_star)
+            else:  # 1 - e of the theory from log s - log p = log 2 (1 - e): every digit, down to 1e-300
+                y_th = np.exp(t.log_s[li] - t.log_p[li]) / 2 if one_minus_e else np.abs(t.e[li] - laws.e_star)
                 y_sim = (1 - mean.e[sl]) if one_minus_e else np.abs(mean.e[sl] - laws.e_star)
         ax.plot(l_th, mask(y_th), color=color, label="theory (mean field)", **THEORY_STYLE)
         shown = [y_th[np.isfinite(y_th) & (y_th > 0)]]
@@ -372,9 +385,11 @@ def dynamics_figure(net: Net, settings: Settings = QUICK, out_dir: str = "figure
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7, loc="best")
         mask.note(ax)
+    lawless = all(getattr(laws, k) is None for k in asy.LAW_KEYS)
     return _save(fig, f"{net.title} ({_fmt_params(net)}, p0 = 1, γ0 = 0.5)\n"
                  f"line: theory to l = {L:,}; markers: simulation, width {settings.width}, "
-                 f"{settings.samples} networks, ±1 s.e.; dashed: asymptotic law",
+                 f"{settings.samples} networks, ±1 s.e.; "
+                 + ("no asymptotic law is derived for this block" if lawless else "dashed: asymptotic law"),
                  0.94, out_dir, f"dynamics_{net.name}.png")
 
 
@@ -635,6 +650,8 @@ def _cli_flags(net: Net) -> str:
     flags += f" --sw2 {p['sw2']:g} --sb2 {p['sb2']:g}"
     if {"sv2", "sa2"} <= net.fields:
         flags += f" --sv2 {p['sv2']:g} --sa2 {p['sa2']:g}"
+    if {"sg2", "gate_bias"} <= net.fields:
+        flags += f" --sg2 {p['sg2']:g} --gate-bias {p['gate_bias']:g}"
     return flags
 
 
@@ -654,6 +671,8 @@ def exponent_table(settings: Settings = QUICK, out_dir: str = "figures") -> str:
     for net in NETWORKS + BLOCK_NETWORKS:
         L = settings.depth(net)
         laws = net.laws()
+        if all(getattr(laws, k) is None for k in asy.LAW_KEYS):  # no law to measure (highway)
+            continue
         m = asy.measure(trajectory(net.spec(L)), laws)
         for key, what in _ROWS[net.family]:
             pred = getattr(laws, key)

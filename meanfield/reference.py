@@ -136,6 +136,47 @@ def half_sq_diff(act, q, delta, alpha=1.0):
     return 0.5 * _quad(lambda x: inner(x) * dens(x), -12 * s, 12 * s)
 
 
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def _sigmoid_diff(x: float, y: float) -> float:
+    """sigmoid(x + y) - sigmoid(x - y) = sinh(y) / (2 cosh((x + y)/2) cosh((x - y)/2)), without cancellation."""
+    ay = abs(y)
+    num = math.copysign(1.0, y) * -math.expm1(-2.0 * ay) * math.exp(-max(abs(x) - ay, 0.0))
+    return num / ((1.0 + math.exp(-abs(x + y))) * (1.0 + math.exp(-abs(x - y))))
+
+
+def gate_moments(c: float, v: float, half_diff_var: float) -> dict:
+    """Moments of T = sigmoid(g) for (g, g') ~ N(c, v) each with Var((g - g') / 2) = ``half_diff_var``:
+    t1 = E[T], u1 = E[1 - T], t2 = E[T^2], u2 = E[(1 - T)^2], tm = E[T (1 - T)], s2 = E[sigmoid'(g)^2]
+    (one-dimensional), and with g, g' = x + y, x - y (x ~ N(c, v - b^2), y ~ N(0, b^2), b^2 =
+    ``half_diff_var``) tt = E[T T'], uu = E[(1 - T)(1 - T')], tu = E[T (1 - T')], dd = E[(T - T')^2]."""
+    dsig = lambda g: math.exp(-abs(g)) / (1.0 + math.exp(-abs(g))) ** 2  # noqa: E731
+    out = {k: normal_expectation(f, v, mean=c) for k, f in (
+        ("t1", _sigmoid), ("u1", lambda g: _sigmoid(-g)), ("t2", lambda g: _sigmoid(g) ** 2),
+        ("u2", lambda g: _sigmoid(-g) ** 2), ("tm", dsig), ("s2", lambda g: dsig(g) ** 2))}
+    b2 = max(half_diff_var, 0.0)
+    a2 = max(v - b2, 0.0)
+
+    def pair(f):
+        def inner(x):
+            if b2 == 0.0:
+                return f(x, 0.0)
+            b = math.sqrt(b2)
+            dens = lambda y: 2.0 * math.exp(-0.5 * (y / b) ** 2) / (b * math.sqrt(2 * math.pi))  # noqa: E731
+            return _quad(lambda y: 0.5 * (f(x, y) + f(x, -y)) * dens(y), 0.0, 12.0 * b, anchor=abs(x))
+        if a2 == 0.0:
+            return inner(c)
+        return normal_expectation(inner, a2, mean=c)
+
+    out["tt"] = pair(lambda x, y: _sigmoid(x + y) * _sigmoid(x - y))
+    out["uu"] = pair(lambda x, y: _sigmoid(-x - y) * _sigmoid(-x + y))
+    out["tu"] = pair(lambda x, y: _sigmoid(x + y) * _sigmoid(-x + y))
+    out["dd"] = pair(lambda x, y: _sigmoid_diff(x, y) ** 2)
+    return out
+
+
 def _at_unit_variance(fn, power):
     """Evaluate a transform of a positively homogeneous phi at q = 1 and rescale by q^power(alpha)."""
     def wrapped(act, q, *args):
@@ -190,6 +231,17 @@ def _forward(prims, sig, hv, act, alpha, probe, layer=None, width=1.0):
             var = p - mu * mu  # the coordinates' variance; the two inputs' centred covariance is g - mu^2
             recs.append(("norm", 1.0 / var))
             sig = (1.0, (g - mu * mu) / var, 0.0, s / var)
+        elif isinstance(prim, blocks.Gate):
+            # x <- T b + (1 - T) x, T = sigmoid(g), g = U x + c ~ N(c, S p), independent of b and x
+            (bp, bg, bmu, bs), branch = _forward(prim.branch, sig, hv, act, alpha, probe)
+            S = hv[prim.gate.var]
+            m = gate_moments(hv[prim.bias.var], S * p, S * s / 4.0)
+            y = bp - 2.0 * bmu * mu + p  # E[(b - x)^2]
+            recs.append(("gate", branch, m["t2"], m["u2"], S * m["s2"] * y))
+            sig = (m["t2"] * bp + m["u2"] * p + 2.0 * m["tm"] * bmu * mu,
+                   m["tt"] * bg + m["uu"] * g + 2.0 * m["tu"] * bmu * mu,
+                   m["t1"] * bmu + m["u1"] * mu,
+                   m["tt"] * bs + m["dd"] * y + m["uu"] * s)
         elif isinstance(prim, blocks.Residual):
             (bp, bg, bmu, bs), branch = _forward(prim.branch, sig, hv, act, alpha, probe)
             k = 1.0 if prim.scale is None else hv[prim.scale]
@@ -218,13 +270,16 @@ def _backward(recs, g, gains):
             gains[rec[1]] = g
         elif rec[0] in ("act", "norm"):
             g = g * rec[1]
+        elif rec[0] == "gate":  # (1 - T) g to the input, T g to the branch, sigmoid' (b - x) g through U^T
+            _, branch, t2, u2, gate_gain = rec
+            g = u2 * g + _backward(branch, t2 * g, gains) + gate_gain * g
         else:  # residual: the branch sees kappa g, so chi gains kappa^2 times its factor
             g = g + _backward(rec[1], rec[2] * g, gains)
     return g
 
 
 def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0.5, branch_scale=1.0,
-               decay=None):
+               decay=None, sg2=1.0, gate_bias=0.0):
     """docs/theory.md, section 3 recursions of block ``arch`` (:mod:`meanfield.blocks`), layer by layer,
     with the transforms above (no log domain). Variances the block does not use are ignored; ``decay``
     maps a variance to its exponent (layer l uses var * l ** -exponent).
@@ -232,7 +287,7 @@ def trajectory(arch, act, depth, sw2, sv2, sb2, sa2, alpha=1.0, p0=1.0, gamma0=0
     Returns a dict of numpy arrays of length depth + 1 (NaN where undefined) and the scalar ``log_R``.
     """
     block = blocks.get_block(arch)
-    hv = dict(sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2, branch_scale=branch_scale)
+    hv = dict(sw2=sw2, sv2=sv2, sb2=sb2, sa2=sa2, branch_scale=branch_scale, sg2=sg2, gate_bias=gate_bias)
     nan = float("nan")
     L = depth
     out = {k: np.full(L + 1, nan) for k in ("p", "q", "gamma", "lambda", "e", "s", "mu",

@@ -31,9 +31,9 @@ ACTIVATIONS = ("tanh", "relu", "alpha_relu", "erf")
 ALPHA_ACTIVATIONS = ("alpha_relu",)
 #: The value an engine uses for a field the network does not have.
 NEUTRAL = {"alpha": 1.0, "sv2": 1.0, "sa2": 0.0, "branch_scale": 1.0, "decay_w": 0.0, "decay_v": 0.0,
-           "decay_b": 0.0, "decay_a": 0.0, "survival": 1.0}
+           "decay_b": 0.0, "decay_a": 0.0, "survival": 1.0, "sg2": 1.0, "gate_bias": 0.0}
 HYPER_FIELDS = ("sw2", "sv2", "sb2", "sa2", "alpha", "p0", "gamma0", "branch_scale", "decay_w", "decay_v",
-                "decay_b", "decay_a", "survival")
+                "decay_b", "decay_a", "survival", "sg2", "gate_bias")
 #: Branch scales given by the depth L (Stable ResNet, depth-muP: L^-1/2).
 DEPTH_SCALES = {"1/sqrt(L)": lambda depth: depth ** -0.5, "1/L": lambda depth: 1.0 / depth}
 
@@ -62,6 +62,8 @@ class Hyper(NamedTuple):
     decay_b: object = 0.0
     decay_a: object = 0.0
     survival: object = 1.0
+    sg2: object = 1.0
+    gate_bias: object = 0.0
 
 
 def branch_scale_at(value, depth: int):
@@ -127,6 +129,10 @@ class Spec:
         theory is the exact expectation over the masks. Must stay 1 for a block without a residual
         branch, and cannot be combined with variance decay (the expectation needs the same map at
         every layer).
+      sg2: the variance S >= 0 of a gate's U, U_ij ~ N(0, S / N) (``highway``: T = sigmoid(U x + c));
+        must stay 1 for a block without a gate.
+      gate_bias: the gate's constant c (a finite number; c_i = c at initialization); must stay 0 for a
+        block without a gate.
       bottleneck: the inner width r > 0 of ``bottleneck`` (a single number; None: 1/4): W: N -> rN,
         W2: rN -> rN, V: rN -> N. Static: it sets the samplers' and the model's shapes (at width N the
         inner width is round(r N), at least 1), and a new value compiles anew; must stay None for other
@@ -155,6 +161,8 @@ class Spec:
     decay_b: object = 0.0
     decay_a: object = 0.0
     survival: object = 1.0
+    sg2: object = 1.0
+    gate_bias: object = 0.0
     bottleneck: object = None
     norm: object = None
     growth: object = None
@@ -177,9 +185,9 @@ class Spec:
             raise ValueError(f"depth must be an integer >= 1, got {self.depth!r}")
         object.__setattr__(self, "depth", int(self.depth))
         object.__setattr__(self, "branch_scale", branch_scale_at(self.branch_scale, self.depth))
-        for name in ("sw2", "sv2", "sb2", "sa2", "branch_scale"):
+        for name in ("sw2", "sv2", "sb2", "sa2", "branch_scale", "sg2"):
             object.__setattr__(self, name, _check_array(name, getattr(self, name), low=0.0))
-        for name in DECAYS.values():
+        for name in (*DECAYS.values(), "gate_bias"):
             object.__setattr__(self, name, _check_array(name, getattr(self, name)))
         object.__setattr__(self, "survival", _check_array("survival", self.survival, low=0.0, high=1.0))
         if np.any(self.survival != 1.0) and any(np.any(getattr(self, d) != 0.0) for d in DECAYS.values()):

@@ -117,8 +117,10 @@ def _grid_labels(spec, grid_shape: tuple, depth: int) -> tuple[tuple, dict, dict
                          f"{tuple(spec.shape)}: pass the spec it was computed from")
     attrs = {"arch": spec.arch, "act": spec.act.name, "depth": depth}
     attrs.update({k: getattr(spec, k) for k in (*WIDTHS, "norm") if getattr(spec, k) is not None})
+    # a gate's S and c are recorded for a block that has a gate (and only there, as the widths)
+    fields = tuple(f for f in HYPER_FIELDS if f not in ("sg2", "gate_bias") or f in spec.block.fields)
     values, reach, spans = {}, {}, {}
-    for f in HYPER_FIELDS:
+    for f in fields:
         v = np.asarray(getattr(spec, f), dtype=np.float64)
         values[f] = v.reshape((1,) * (nd - v.ndim) + v.shape)
         reach[f] = range(nd - v.ndim, nd)  # the grid axes the field's own shape covers
@@ -128,11 +130,11 @@ def _grid_labels(spec, grid_shape: tuple, depth: int) -> tuple[tuple, dict, dict
     for i in range(nd):
         # a field that varies along axis i alone names it (one of length 1: a field that covers it)
         alone = (i,) if grid_shape[i] > 1 else ()
-        name = next((f for f in HYPER_FIELDS if f not in named and i in reach[f] and spans[f] == alone), None)
+        name = next((f for f in fields if f not in named and i in reach[f] and spans[f] == alone), None)
         dims.append(name or f"axis{i}")
         named.add(name or "")
     coords = {}
-    for f in HYPER_FIELDS:
+    for f in fields:
         if f not in named and not spans[f]:
             attrs[f] = float(values[f].ravel()[0])  # one number, whatever its shape
             continue

@@ -194,7 +194,8 @@ def test_centred_and_residual_properties_match_the_networks(arch):
     assert bool(np.all(t.mu == 0)) == block.centred
     assert np.all(np.abs(t.mu[1:]) > 0.1) != block.centred
     assert block.residual == ("branch_scale" in block.fields)
-    assert [a for a in blocks.ARCHS if not blocks.get_block(a).residual] == ["ff", "densenet"]
+    # no residual sum at the top level
+    assert [a for a in blocks.ARCHS if not blocks.get_block(a).residual] == ["ff", "densenet", "highway"]
 
 
 def test_branch_scale_is_the_frn_with_scaled_output_variances():

@@ -629,7 +629,9 @@ def test_learning_rate_is_selected_on_validation_never_on_test(tmp_path):
     _write_sweep(d, "tanh", rows, (0.5, 1.0), (10, 20))
     config, runs = analysis.load(d)
     out = runs.outcome("best")
-    order = [runs.cell_keys.index((1.0, s, 1.0, 0.5, 0.5, L)) for s, L in ((0.5, 10), (1.0, 10), (0.5, 20), (1.0, 20))]
+    # cells are keyed by (alpha, sw2, sv2, sb2, sa2, sg2, gate_bias, depth); the gate's at its neutral 1, 0
+    order = [runs.cell_keys.index((1.0, s, 1.0, 0.5, 0.5, 1.0, 0.0, L)) for s, L in ((0.5, 10), (1.0, 10), (0.5, 20),
+                                                                              (1.0, 20))]
     np.testing.assert_allclose(out["lr"][order], [1e-3, 1e-3, 1e-3, 1e-3])
     acc = out["acc"][order]
     np.testing.assert_allclose(acc[[0, 1, 3]], [0.80, 0.70, 0.5])

@@ -48,6 +48,13 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
     parser.add_argument("--sv2", type=float, help=f"sigma_v^2, >= 0 ({with_v} only; default 1)")
     parser.add_argument("--sb2", type=float, help="sigma_b^2, >= 0 (default 0)")
     parser.add_argument("--sa2", type=float, help=f"sigma_a^2, >= 0 ({with_v} only; default 0)")
+    with_gate = ", ".join(a for a in archs if "sg2" not in unused_variances(a))
+    parser.add_argument("--sg2", type=float, metavar="S",
+                        help=f"variance S >= 0 of the gate's U, U_ij ~ N(0, S/N), T = sigmoid(U x + c) "
+                             f"({with_gate} only; default {NEUTRAL['sg2']:g})")
+    parser.add_argument("--gate-bias", type=float, metavar="C",
+                        help=f"the gate's bias c, a finite number: c_i = c at initialization ({with_gate} only; "
+                             f"default {NEUTRAL['gate_bias']:g}; negative: the gate starts mostly carrying x)")
     if modifiers:
         parser.add_argument("--branch-scale", metavar="KAPPA",
                             help="residual branch multiplier kappa >= 0: x <- x + kappa branch(x), a number or "
@@ -83,7 +90,7 @@ def add_spec_args(parser: argparse.ArgumentParser, *, archs=ARCHS, formats=("tab
 
 #: The parameter a variance flag belongs to, for messages.
 _PARAM_OF = {"sw2": "W", "sv2": "V", "sb2": "b", "sa2": "a", "branch_scale": "residual branch",
-             "survival": "residual branch"}
+             "survival": "residual branch", "sg2": "gate", "gate_bias": "gate"}
 _PARAM_OF.update({decay: _PARAM_OF[var] for var, decay in DECAYS.items()})
 
 
@@ -97,7 +104,7 @@ def check_applicable(args: argparse.Namespace) -> None:
         users = ", ".join(a for a in ARCHS if not set(unused_variances(a)) & set(given))
         flags = " and ".join("--" + k.replace("_", "-") for k in given)
         die(f"{flags} {'applies' if len(given) == 1 else 'apply'} to --arch {users} only: "
-            f"the {args.arch} has no {' and no '.join(_PARAM_OF[k] for k in given)}")
+            f"the {args.arch} has no {' and no '.join(dict.fromkeys(_PARAM_OF[k] for k in given))}")
 
 
 def spec_from_args(args: argparse.Namespace, depth: int | None = None) -> Spec:

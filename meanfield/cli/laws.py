@@ -43,7 +43,9 @@ def run(args) -> int:
                 "(the predicted laws do not depend on the depth or the inputs)")
     if args.measure and not BLOCKS[args.arch].residual:
         residual = ", ".join(name for name, block in BLOCKS.items() if block.residual)
-        die(f"--measure applies to residual networks ({residual}): feedforward laws are fixed points")
+        why = ("no law is derived for a gated block" if "sg2" in BLOCKS[args.arch].fields
+               else "feedforward laws are fixed points")
+        die(f"--measure applies to residual networks ({residual}): {why}")
     if args.depth is not None and (args.depth < 8):
         die(f"depth must be an integer >= 8 to measure a tail slope, got {args.depth!r}")
     scale = getattr(args, "branch_scale", None)
@@ -56,7 +58,8 @@ def run(args) -> int:
     h = spec.hyper()
     try:
         laws = asy.predict(args.arch, args.act, sw2=float(h.sw2), sv2=float(h.sv2), sb2=float(h.sb2),
-                           sa2=float(h.sa2), alpha=float(h.alpha), branch_scale=float(h.branch_scale))
+                           sa2=float(h.sa2), alpha=float(h.alpha), branch_scale=float(h.branch_scale),
+                           sg2=float(h.sg2), gate_bias=float(h.gate_bias))
     except ValueError as err:
         die(str(err))
     d = laws.as_dict()

@@ -35,6 +35,8 @@ QUICK = {**DEFAULTS, "width": 64, "epochs": 3, "batch": 64, "train_subset": 3000
 _REQUIRED = ("arch", "act", "depth", "out")
 #: The architectures with a V and an a (the rest have no --sv2, --sa2).
 _WITH_V = ", ".join(a for a in ARCHS if "sv2" not in unused_variances(a))
+#: The architectures with a gate (the rest have no --sg2, --gate-bias).
+_WITH_GATE = ", ".join(a for a in ARCHS if "sg2" not in unused_variances(a))
 
 
 def register(subparsers) -> None:
@@ -48,6 +50,10 @@ def register(subparsers) -> None:
     p.add_argument("--sv2", metavar="LIST", help=f"sigma_v^2 values ({_WITH_V} only; default 1)")
     p.add_argument("--sb2", metavar="LIST", help="sigma_b^2 values (default 0)")
     p.add_argument("--sa2", metavar="LIST", help=f"sigma_a^2 values ({_WITH_V} only; default 0)")
+    p.add_argument("--sg2", metavar="LIST", help=f"values of the gate's variance S, U_ij ~ N(0, S/N) ({_WITH_GATE} "
+                                                  "only; default 1)")
+    p.add_argument("--gate-bias", metavar="LIST", help=f"values of the gate's bias c, every unit's trainable bias "
+                                                        f"starting at c ({_WITH_GATE} only; default 0)")
     p.add_argument("--branch-scale", metavar="KAPPA",
                    help="residual branch multiplier kappa >= 0 of every network: x <- x + kappa branch(x), a "
                         "number or 1/sqrt(L) or 1/L, resolved at each depth (residual archs only; default 1)")
@@ -115,7 +121,7 @@ def config_from_args(args: argparse.Namespace):
     chosen = {k: getattr(args, k) for k in DEFAULTS}
     base = QUICK if args.quick else DEFAULTS
     chosen = {k: (base[k] if v is None else v) for k, v in chosen.items()}
-    given = {k: getattr(args, k) for k in ("alpha", "sw2", "sv2", "sb2", "sa2", "lr")}
+    given = {k: getattr(args, k) for k in ("alpha", "sw2", "sv2", "sb2", "sa2", "sg2", "gate_bias", "lr")}
     if args.init != "spec":
         clash = [f"--{k}" for k in ("sw2", "sv2", "sb2", "sa2") if given[k] is not None]
         if clash:
@@ -164,8 +170,8 @@ def analyze_dir(out_dir: str, figures_dir: str | None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.analyze is not None:
-        given = [a for a in ("arch", "act", "depth", "out", "alpha", "sw2", "sv2", "sb2", "sa2", "lr", "zip",
-                             "branch_scale", "bottleneck", "growth", "norm", "survival", *DECAYS.values())
+        given = [a for a in ("arch", "act", "depth", "out", "alpha", "sw2", "sv2", "sb2", "sa2", "sg2", "gate_bias",
+                             "lr", "zip", "branch_scale", "bottleneck", "growth", "norm", "survival", *DECAYS.values())
                  if getattr(args, a) is not None]
         if given:
             die(f"--analyze reads an existing sweep; do not also pass "

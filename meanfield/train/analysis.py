@@ -37,7 +37,8 @@ import warnings
 import numpy as np
 from scipy import stats
 
-from .config import SweepConfig
+from ..spec import NEUTRAL
+from .config import GATE_COLUMNS, SweepConfig
 from .predictors import LOG_F32_MAX, PREDICTORS, THEORY_AXES, theory_at
 from .sweep import read_results
 
@@ -289,8 +290,11 @@ def _statistics(out: dict, runs: Runs, pred: dict, name: str, x_axis: str, ridge
 
 
 def facets(runs: Runs, x_axis: str) -> list[dict]:
-    """The distinct values of the theory axes other than ``x_axis`` (one heatmap panel each)."""
-    others = [a for a in THEORY_AXES if a != x_axis]
+    """The distinct values of the theory axes other than ``x_axis`` (one heatmap panel each). The gate's
+    axes are named only where some cell is not at their neutral value (a sweep of a block without a
+    gate: its facets, and summary, as before those axes existed)."""
+    others = [a for a in THEORY_AXES if a != x_axis
+              and not (a in GATE_COLUMNS and np.all(runs.axes[a] == NEUTRAL[a]))]
     combos = sorted(set(zip(*(runs.axes[a] for a in others))))
     return [dict(zip(others, map(float, c))) for c in combos]
 

@@ -25,9 +25,14 @@ INIT_PRESETS = {
 }
 
 
+#: The columns of results.csv. The gate's sg2 and gate_bias come last: they were added after the others, so
+#: an older file's columns are the first :data:`COLUMNS_WITHOUT_GATE` and its rows read with their neutral
+#: values (sg2 = 1, gate_bias = 0; :data:`~meanfield.spec.NEUTRAL`).
 COLUMNS = ("arch", "act", "readout", "alpha", "sw2", "sv2", "sb2", "sa2", "lr", "depth", "width", "seed",
-           "epochs", "train_acc", "val_acc", "test_acc", "test_loss", "diverged", "seconds")
-VALUE_AXES = ("alpha", "sw2", "sv2", "sb2", "sa2", "lr")
+           "epochs", "train_acc", "val_acc", "test_acc", "test_loss", "diverged", "seconds", "sg2", "gate_bias")
+GATE_COLUMNS = ("sg2", "gate_bias")
+COLUMNS_WITHOUT_GATE = COLUMNS[:-len(GATE_COLUMNS)]
+VALUE_AXES = ("alpha", "sw2", "sv2", "sb2", "sa2", "sg2", "gate_bias", "lr")
 #: The learning rates every cell is trained at unless a sweep names others: half-decades around the
 #: rate at which SGD with momentum 0.9 trains a shallow residual MLP of width 64 on MNIST.
 DEFAULT_LRS = (1e-3, 10**-2.5, 1e-2)
@@ -131,6 +136,7 @@ class SweepConfig:
         ``bottleneck``, ``densenet``);
         ``tanh``, ``relu`` or ``alpha_relu``.
       alpha, sw2, sv2, sb2, sa2: value lists (tuples of floats).
+      sg2, gate_bias: value lists of a gated block's S and c (``highway``; 1 and 0 for other blocks).
       lr: learning rates (every cell is trained at each).
       readout: ``linear`` or ``meanfield`` (:data:`READOUTS`).
       depth: depths L (tuple of ints).
@@ -159,6 +165,8 @@ class SweepConfig:
     sv2: tuple = (1.0,)
     sb2: tuple = (0.0,)
     sa2: tuple = (0.0,)
+    sg2: tuple = (1.0,)
+    gate_bias: tuple = (0.0,)
     alpha: tuple = (1.0,)
     lr: tuple = DEFAULT_LRS
     readout: str = "linear"
@@ -209,8 +217,9 @@ class SweepConfig:
     def from_json(obj: dict) -> "SweepConfig":
         obj = dict(obj)
         obj["train"] = TrainConfig(**obj["train"])
-        for k in ("depth", "sw2", "sv2", "sb2", "sa2", "alpha", "lr", "zip"):
-            obj[k] = tuple(obj[k])
+        for k in ("depth", "sw2", "sv2", "sb2", "sa2", "sg2", "gate_bias", "alpha", "lr", "zip"):
+            if k in obj:  # a field added since the file was written keeps its default
+                obj[k] = tuple(obj[k])
         return SweepConfig(**obj)
 
 
@@ -276,6 +285,7 @@ def validate(cfg: SweepConfig) -> None:
                 sb2=np.array(eff.sb2)[:, None, None], sa2=np.array(eff.sa2)[:, None, None, None],
                 alpha=np.array(eff.alpha)[:, None, None, None, None],
                 branch_scale=np.reshape([branch_scale_at(eff.branch_scale, d) for d in eff.depth], (-1,) + (1,) * 5),
+                sg2=np.reshape(eff.sg2, (-1,) + (1,) * 6), gate_bias=np.reshape(eff.gate_bias, (-1,) + (1,) * 7),
                 **eff.variants())
     spec.block.shapes(cfg.train.width)  # every layer of a bottleneck or densenet has units at this width
 
@@ -295,8 +305,16 @@ def settings(cfg: SweepConfig) -> list[dict]:
     return out
 
 
+def cell_value(row: dict, column: str) -> float:
+    """A number of a results.csv row; a gate column the row lacks (a file from before them) is neutral."""
+    value = row.get(column)
+    if column in GATE_COLUMNS and value in (None, ""):
+        return NEUTRAL[column]
+    return float(value)
+
+
 def network_key(row: dict) -> tuple:
     """Identity of one network in results.csv (after the string round trip)."""
-    return (tuple(float(row[a]) for a in VALUE_AXES), int(row["depth"]), int(row["seed"]))
+    return (tuple(cell_value(row, a) for a in VALUE_AXES), int(row["depth"]), int(row["seed"]))
 
 

@@ -30,6 +30,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ..spec import NEUTRAL
 from .analysis import CHANCE, Runs, analyze, branch_scale, facet_mask, facets, load, swept_axis, variants
 from .predictors import LOG_F32_MAX, THEORY_AXES, theory_at
 
@@ -72,7 +73,7 @@ def _theory_overlay(ax, config, facet, x_axis, xe, ye, predictor, handles):
     if x_axis == "alpha":
         lo, hi = max(lo, 0.501), min(hi, 1.0)
     xf = np.geomspace(lo, hi, _FINE) if lo > 0 and _log_axis(np.array([lo, hi])) else np.linspace(max(lo, 0.0), hi, _FINE)
-    pts = {a: np.full(_FINE, facet[a]) for a in THEORY_AXES if a != x_axis}
+    pts = {a: np.full(_FINE, facet[a] if a in facet else NEUTRAL[a]) for a in THEORY_AXES if a != x_axis}
     pts[x_axis] = xf
     depth_max = int(np.ceil(ye[-1]))
     th = theory_at(eff["arch"], eff["act"], pts, depth_max, st["p0"], st["gamma0"], branch_scale(config),

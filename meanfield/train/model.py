@@ -44,7 +44,9 @@ class NetworkSettings(NamedTuple):
     ``decay_w, decay_v, decay_b, decay_a``: variance decay exponents (layer l's variances sw2 l^-decay_w,
     ...; 0: constant variances); ``survival``: stochastic depth's survival probability s (1: none). In
     training each layer keeps its branch with probability s, one draw per layer per step; evaluation
-    uses every branch scaled by s, its expectation (Huang et al. 2016).
+    uses every branch scaled by s, its expectation (Huang et al. 2016); ``sg2, gate_bias``: a gated
+    block's S (U_ij ~ N(0, S/N)) and the value c every unit of its trainable gate bias starts at (1 and 0
+    where the block has no gate: unused).
     """
 
     sw2: object
@@ -60,6 +62,8 @@ class NetworkSettings(NamedTuple):
     decay_b: object = 0.0
     decay_a: object = 0.0
     survival: object = 1.0
+    sg2: object = 1.0
+    gate_bias: object = 0.0
 
 
 class _Scales(NamedTuple):

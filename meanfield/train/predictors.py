@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..spec import DEPTH_SCALES, Spec, branch_scale_at
+from ..spec import DEPTH_SCALES, NEUTRAL, Spec, branch_scale_at
 
 #: log of the largest float32: beyond it p^(L) = <x^2> (and the squared activations) overflow.
 LOG_F32_MAX = float(np.log(np.finfo(np.float32).max))
 PREDICTORS = {"tanh": "log_R", "relu": "log_s", "alpha_relu": "log_s"}
 #: The initialization variances and alpha: the axes of a sweep the theory sees.
-THEORY_AXES = ("alpha", "sw2", "sv2", "sb2", "sa2")
+THEORY_AXES = ("alpha", "sw2", "sv2", "sb2", "sa2", "sg2", "gate_bias")
 #: Grid points per theory call when each depth has its own branch scale (bounds the memory of a call).
 _POINTS_PER_CALL = 2048
 
@@ -28,7 +28,8 @@ def theory_at(arch: str, act: str, points: dict, max_depth: int, p0: float, gamm
     """Predictors for every depth 1..max_depth at each point.
 
     Args:
-      points: arrays (n,) of ``alpha, sw2, sv2, sb2, sa2``.
+      points: arrays (n,) of ``alpha, sw2, sv2, sb2, sa2`` and, optionally, ``sg2, gate_bias`` (default:
+        their neutral values, 1 and 0).
       branch_scale: kappa of the residual branches, a number or ``1/sqrt(L)`` / ``1/L`` (resolved at
         each depth L; see :class:`~meanfield.train.config.SweepConfig`).
       variants: the block's width, normalization and decays (``SweepConfig.variants()``; None: none).
@@ -42,7 +43,8 @@ def theory_at(arch: str, act: str, points: dict, max_depth: int, p0: float, gamm
 
     def predictors(kappa):
         spec = Spec(arch=arch, act=act, depth=max_depth, p0=p0, gamma0=gamma0, branch_scale=kappa,
-                    **{a: np.asarray(points[a], np.float64) for a in THEORY_AXES}, **(variants or {}))
+                    **{a: np.asarray(points[a] if a in points else NEUTRAL[a], np.float64) for a in THEORY_AXES},
+                    **(variants or {}))
         traj = trajectory(spec)
         log_chi = np.asarray(traj.log_chi)
         return {"log_R": log_chi[..., :1] - log_chi, "log_s": np.asarray(traj.log_s),

@@ -11,9 +11,10 @@ one call of :func:`~meanfield.train.trainer.train_grid`.
 Files in the output directory:
 
 * ``config.json``: the full configuration (and the data's mean-field input statistics p0, gamma0);
-* ``results.csv``: one row per network (:data:`COLUMNS`; ``val_acc`` is the accuracy on the
-  validation set, ``val_subset`` training examples disjoint from the training subset), appended with flush + fsync after every
-  group, so an interrupted sweep loses at most the group in flight. ``diverged`` is the 1-based epoch
+* ``results.csv``: one row per network (:data:`COLUMNS`, the gate's sg2 and gate_bias last; ``val_acc``
+  is the accuracy on the validation set, ``val_subset`` training examples disjoint from the training
+  subset), appended with flush + fsync after every group, so an interrupted sweep loses at most the
+  group in flight. ``diverged`` is the 1-based epoch
   in which the loss or a gradient first turned NaN or inf (0: never); a diverged network is scored
   with its last finite parameters. ``seconds`` is the wall time of its group (compilation included)
   divided by the number of networks in the group.
@@ -35,8 +36,8 @@ import time
 
 import numpy as np
 
-from .config import (COLUMNS, VALUE_AXES, SweepConfig, SweepError, TrainConfig, effective, network_key,
-                     settings, validate)
+from .config import (COLUMNS, COLUMNS_WITHOUT_GATE, GATE_COLUMNS, VALUE_AXES, SweepConfig, SweepError,
+                     TrainConfig, cell_value, effective, network_key, settings, validate)
 from .data import MNIST, load_mnist, subset
 from .predictors import THEORY_AXES
 
@@ -109,7 +110,7 @@ def _read_done(path: str) -> set:
         reader = csv.DictReader(f)
         if reader.fieldnames is None:
             return set()
-        if tuple(reader.fieldnames) != COLUMNS:
+        if tuple(reader.fieldnames) not in (COLUMNS, COLUMNS_WITHOUT_GATE):
             raise SweepError(f"{path} has columns {reader.fieldnames}, expected {list(COLUMNS)}")
         return {network_key(row) for row in reader}
 
@@ -283,7 +284,8 @@ def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devi
                 t0 = time.perf_counter()
                 column = lambda a: np.array([s[a] for s, _ in group])  # noqa: E731
                 var = NetworkSettings(*(column(a) for a in ("sw2", "sv2", "sb2", "sa2", "alpha", "lr")),
-                                      branch_scale=branch_scale_at(eff.branch_scale, depth), **per_layer)
+                                      branch_scale=branch_scale_at(eff.branch_scale, depth),
+                                      sg2=column("sg2"), gate_bias=column("gate_bias"), **per_layer)
                 if eff.readout == "meanfield":
                     var = var._replace(out_scale=readout_scale(
                         eff.arch, eff.act, {a: column(a) for a in THEORY_AXES}, np.full(len(group), depth),
@@ -302,7 +304,8 @@ def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devi
                     eff.arch, eff.act, eff.readout, s["alpha"], s["sw2"], s["sv2"], s["sb2"], s["sa2"],
                     s["lr"], depth, eff.train.width, seed, eff.train.epochs, float(res.train_acc[i]),
                     float(res.val_acc[i]), float(res.test_acc[i]), float(res.test_loss[i]),
-                    int(res.diverged_epoch[i]), seconds)] for i, (s, seed) in enumerate(group)])
+                    int(res.diverged_epoch[i]), seconds, s["sg2"], s["gate_bias"])]
+                    for i, (s, seed) in enumerate(group)])
                 finished += len(group)
                 bar.update(eval_cost(depth) * len(group))
                 bar.set_postfix_str(f"{finished}/{n_nets} done, L={depth}")
@@ -311,17 +314,23 @@ def _train_missing(cfg, out_dir, done, data, stats_in, max_group, progress, devi
 
 @contextlib.contextmanager
 def _results_file(path: str, writer: bool):
-    """A function that appends rows to results.csv (header first in a new file), flushed and synced
-    after every call; on processes other than the writer it does nothing."""
+    """A function that appends rows (of :data:`COLUMNS`) to results.csv (header first in a new file),
+    flushed and synced after every call; on processes other than the writer it does nothing. A file
+    from before the gate columns gets rows without them (a sweep resumed there has no gate)."""
     if not writer:
         yield lambda rows: None
         return
     new_file = not os.path.exists(path) or os.path.getsize(path) == 0
+    width = len(COLUMNS)
+    if not new_file:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), None)
+        width = len(COLUMNS_WITHOUT_GATE) if header and tuple(header) == COLUMNS_WITHOUT_GATE else width
     with open(path, "a", newline="") as f:
         out = csv.writer(f)
 
         def append(rows):
-            out.writerows(rows)
+            out.writerows(row[:width] for row in rows)
             f.flush()
             os.fsync(f.fileno())
 
@@ -337,8 +346,10 @@ def read_results(path: str) -> dict[str, np.ndarray]:
     ints = ("depth", "width", "seed", "epochs", "diverged")
     out = {}
     for c in COLUMNS:
-        vals = [r[c] for r in rows]
-        if c in ("arch", "act", "readout"):
+        vals = [r.get(c) for r in rows]
+        if c in GATE_COLUMNS:  # neutral in a file from before the gate columns
+            out[c] = np.array([cell_value(r, c) for r in rows], dtype=np.float64)
+        elif c in ("arch", "act", "readout"):
             out[c] = np.array(vals, dtype=str)
         elif c in ints:
             out[c] = np.array([int(v) for v in vals], dtype=np.int64)
