@@ -39,7 +39,7 @@ def test_dataset_dims_coords_and_values_are_the_trajectory(grid):
         np.testing.assert_array_equal(ds[name].values, value)  # exactly, NaN where the trajectory has NaN
     assert ds.attrs == {"arch": "frn", "act": "relu", "depth": 5, "sb2": 0.1, "sa2": 0.2, "alpha": 1.0,
                         "p0": 1.0, "gamma0": 0.5, "branch_scale": 1.0, "decay_w": 0.0, "decay_v": 0.0,
-                        "decay_b": 0.0, "decay_a": 0.0}
+                        "decay_b": 0.0, "decay_a": 0.0, "survival": 1.0}
     ds = mf.theory.trajectory(spec.replace(norm="layer")).to_xarray(spec.replace(norm="layer"))
     assert ds.attrs["norm"] == "layer" and "bottleneck" not in ds.attrs
 
