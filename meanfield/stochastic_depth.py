@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import gammaln, xlog1py, xlogy
+from jax.scipy.special import gammaln, logsumexp, xlog1py, xlogy
 
 from .blocks import GRADIENT_FIELDS
 from .trajectory import Trajectory
@@ -53,10 +53,8 @@ def log_binomial(n, k, s):
 
 
 def _lse(x):
-    """logsumexp over the last axis, -inf for an all -inf row (no NaN)."""
-    top = jnp.max(x, axis=-1, keepdims=True)
-    safe = jnp.where(jnp.isfinite(top), top, 0.0)
-    return jnp.log(jnp.sum(jnp.exp(x - safe), axis=-1)) + safe[..., 0]
+    """logsumexp over the last axis (-inf for an all -inf row)."""
+    return logsumexp(x, axis=-1)
 
 
 def _shift(x, fill):
@@ -87,8 +85,8 @@ def expectation(survival, log_p, d, m, log_q, c, log_factor, gains: dict) -> Tra
     log_f = _pad(log_factor, 0.0)
     log_g = {name: _pad(g, -jnp.inf) for name, g in gains.items()}
 
-    def at(l, log_chi_given):
-        """Every field at layer l, given log G_l (B, L + 1)."""
+    def at(l, log_chi_given, ahead):
+        """Every field at layer l, given log G_l (B, L + 1) and ``ahead`` = log G_l(a + 1)."""
         w = log_binomial(l, a, s)  # K_l
         w_in = log_binomial(l - 1.0, a, s)  # K_(l-1): the state the layer reads
         lp = _lse(w + log_p)
@@ -104,13 +102,13 @@ def expectation(survival, log_p, d, m, log_q, c, log_factor, gains: dict) -> Tra
         lq = _lse(w_in + plain_log_q)
         out["log_q"] = lq
         out["c"] = jnp.sum(jax.nn.softmax(w_in + plain_log_q, axis=-1) * plain_c, axis=-1)
-        ahead = _shift(log_chi_given, -jnp.inf)  # G_l(a + 1)
         out["grads"] = {name: log_s[:, 0] + _lse(w_in + g + ahead) for name, g in log_g.items()}
         return out
 
     def step(log_chi_given, l):
-        out = at(l, log_chi_given)
-        kept = log_s + log_f + _shift(log_chi_given, -jnp.inf)
+        ahead = _shift(log_chi_given, -jnp.inf)  # G_l(a + 1)
+        out = at(l, log_chi_given, ahead)
+        kept = log_s + log_f + ahead
         dropped = log_not + log_chi_given
         return jnp.logaddexp(kept, dropped), out
 
