@@ -672,6 +672,49 @@ def test_tanh_analysis_recovers_ridge_with_interval(tmp_path):
     assert os.path.exists(tmp_path / "figs" / "mnist_tanh_heatmap.png")
 
 
+def test_relu_edge_at_a_planted_log_p_level_is_found_with_its_theory_values(tmp_path):
+    """ReLU accuracy 0.95 wherever the theory's log p^(L) < 40 and chance beyond (seed noise 0.005): at every
+    depth the edge lies between the two grid cells around log p^(L) = 40, its interval contains it, and the
+    theory's log p^(L) and log s^(L) reported at the edge are the theory's values there; the edge fit and
+    the per-depth table reach the summary lines."""
+    from meanfield.train.predictors import theory_at
+
+    rng = np.random.default_rng(5)
+    sw2 = tuple(np.round(np.geomspace(0.1, 4.0, 24), 4))
+    depths = (50, 100, 200)
+    ones = np.ones(len(sw2))
+    grid = {"alpha": ones, "sw2": np.array(sw2), "sv2": ones, "sb2": 0.5 * ones, "sa2": 0.5 * ones}
+    th = theory_at("frn", "relu", grid, max(depths), 1.0, 0.3)
+    rows = {}
+    for i, s in enumerate(sw2):
+        for L in depths:
+            for lr in (1e-3, 1e-2):
+                for seed in range(3):
+                    a = (0.95 if th["log_p"][i, L] < 40 else 0.1) + rng.normal(0, 0.005)
+                    rows[(s, L, lr, seed)] = (a, a, 0)
+    d = str(tmp_path / "relu")
+    _write_sweep(d, "relu", rows, sw2, depths)
+    summary = analysis.analyze(d, bootstrap=100)
+    best = summary["protocols"]["best"]
+    points = {p["depth"]: p for p in best["ridge"]["points"]}
+    for L in depths:
+        p = points[L]
+        below = th["log_p"][:, L] < 40
+        j = int(np.argmin(below))  # first grid cell beyond the level
+        assert sw2[j - 1] < p["edge"] < sw2[j] and p["edge_ci95"][0] <= p["edge"] <= p["edge_ci95"][1]
+        assert th["log_p"][j - 1, L] < p["edge_log_p"] < th["log_p"][j, L]
+        lo, hi = p["edge_log_p_ci95"]
+        assert lo <= p["edge_log_p"] <= hi and th["log_p"][j - 1, L] - 1e-9 <= lo and hi <= th["log_p"][j, L] + 1e-9
+        at_edge = theory_at("frn", "relu", {**{k: v[:1] for k, v in grid.items()}, "sw2": np.array([p["edge"]])},
+                            L, 1.0, 0.3)
+        np.testing.assert_allclose([p["edge_log_p"], p["edge_log_s"]],
+                                   [at_edge["log_p"][0, L], at_edge["log_s"][0, L]], rtol=1e-10)
+    # log p^(L) ~ L log(1 + sw2 / 2): the edge moves faster than 1 / L at small depth
+    assert best["edge_b"]["value"] < -1 and best["edge_band"] is not None
+    text = "\n".join(analysis.summary_lines(summary))
+    assert "log p^(L) at edge" in text and f"{points[100]['edge']:.3f}" in text
+
+
 def test_schemes_table_compares_theory_pick_with_presets(tmp_path, capsys):
     """ReLU grid sw2 in {0.5, 1, 1.5} at L = 10, 200 (sv2 = 1, sb2 = sa2 = 0.5, p0 = 1): the theory picks
     the largest sw2 below float32 overflow, 1.5 at L = 10 and 1.0 at L = 200 (log p^(200) = 82.0 there,

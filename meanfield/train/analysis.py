@@ -20,8 +20,10 @@ cell, learning-rate selection included in each replicate):
   and alpha-ReLU), next to the baselines rank(accuracy, L) and rank(accuracy, x) (x: sw2, or alpha for
   an alpha sweep), and the partial rank correlation with the predictor at fixed depth (Spearman ranks,
   depth partialled out linearly): a predictor that only restates depth scores 0 there;
-* for tanh over (sw2, L): the accuracy ridge and its edge, fitted as log sw2 = a + b log L (the theory
-  says b = -1, sw2 L = const), with their constants and the theory's log R along the edge;
+* over (x, L): the accuracy ridge and its edge, fitted as log x = a + b log L (for tanh over sw2 the
+  theory says b = -1, sw2 L = const), with their constants, per depth with intervals, and the theory's
+  predictor and log p^(L) along the edge (for ReLU the paper puts the edge at the float32 overflow
+  line);
 * where divergence occurs, against the float32 overflow line log p^(L) = 88.72.
 
 :func:`analyze` returns all of it as one JSON-ready dict (the ``summary.json`` of a sweep directory).
@@ -284,8 +286,8 @@ def _statistics(out: dict, runs: Runs, pred: dict, name: str, x_axis: str, ridge
     if ridge:
         r = fit_ridge(x, runs.axes["depth"], acc)
         s.update({"ridge_b": r["slope_b"], "ridge_a": r["intercept_a"], "ridge_C": r["C_sw2_L"],
-                  "edge_b": r["edge_slope_b"],
-                  "edge_C": r["edge_C_sw2_L"]})
+                  "edge_b": r["edge_slope_b"], "edge_a": r["edge_intercept_a"],
+                  "edge_C": r["edge_C_sw2_L"], "_ridge": r})
     return s
 
 
@@ -344,7 +346,7 @@ def _protocols(config: dict, runs: Runs, pred: dict, x_axis: str, bootstrap: int
     """Statistics per protocol of one set of cells (with the ridge fit for tanh over (sw2, L))."""
     eff = config["effective"]
     name = PREDICTORS[eff["act"]]
-    ridge = ridge and eff["act"] == "tanh" and x_axis == "sw2" and len(np.unique(runs.axes["depth"])) > 1
+    ridge = ridge and len(np.unique(runs.axes["depth"])) > 1 and len(np.unique(runs.axes[x_axis])) >= 3
     rng = np.random.default_rng(seed)
     n_seeds = len(runs.seeds)
     replicates = [rng.integers(0, n_seeds, (runs.n_cells, n_seeds)) for _ in range(bootstrap)]
@@ -353,30 +355,32 @@ def _protocols(config: dict, runs: Runs, pred: dict, x_axis: str, bootstrap: int
         out = runs.outcome(protocol)
         point = _statistics(out, runs, pred, name, x_axis, ridge)
         boot = [_statistics(runs.outcome(protocol, idx), runs, pred, name, x_axis, ridge) for idx in replicates]
-        entry = {k: {"value": v, "ci95": _interval([b[k] for b in boot])} for k, v in point.items()}
+        entry = {k: {"value": v, "ci95": _interval([b[k] for b in boot])} for k, v in point.items()
+                 if not k.startswith("_")}
         entry["n_cells_diverged"] = int(out["diverged"].sum())
         entry["n_cells_with_accuracy"] = int(np.isfinite(out["acc"]).sum())
         entry["cells"] = {x_axis: runs.axes[x_axis].tolist(), "depth": runs.axes["depth"].tolist(),
                           "acc": _json_list(out["acc"]), "diverged": out["diverged"].astype(int).tolist(),
                           "diverged_fraction": _json_list(out["diverged_fraction"]), "lr": out["lr"].tolist()}
         if ridge:
-            entry["ridge"] = fit_ridge(runs.axes[x_axis], runs.axes["depth"], out["acc"])
-            entry["ridge_b_of_exact_ridge_on_this_grid"] = _grid_calibration(runs, entry["ridge"])
+            entry["ridge"] = _with_depth_intervals(point["_ridge"], [b["_ridge"] for b in boot])
+            entry["ridge_b_of_exact_ridge_on_this_grid"] = _grid_calibration(runs, entry["ridge"], x_axis)
             entry["ridge_band"] = _ridge_band(boot, runs.axes["depth"])
-            entry["edge_predictor"] = _edge_level(config, runs, entry["ridge"], name)
+            entry["edge_band"] = _ridge_band(boot, runs.axes["depth"], "edge")
+            entry["edge_predictor"] = _along_edge(config, runs, entry["ridge"], name, x_axis)
         if protocol == "best":
             entry["lr_counts"] = {f"{lr:.4g}": int(np.sum(out["lr"] == lr)) for lr in runs.lrs}
         protocols[protocol] = entry
     return protocols
 
 
-def _grid_calibration(runs: Runs, ridge: dict) -> float | None:
+def _grid_calibration(runs: Runs, ridge: dict, x_axis: str = "sw2") -> float | None:
     """The slope b that the ridge estimator returns, on this sweep's grid, for a surface whose ridge is
-    exactly sw2 L = C (C: the fitted constant): accuracy 0.1 + 0.85 exp(-log(sw2 L / C)^2). Its distance
+    exactly x L = C (C: the fitted constant): accuracy 0.1 + 0.85 exp(-log(x L / C)^2). Its distance
     from -1 is the estimator's bias from the grid alone (cells at the ends of a row, coarse spacing)."""
     if ridge["C_sw2_L"] is None:
         return None
-    x, depth = runs.axes["sw2"], runs.axes["depth"]
+    x, depth = runs.axes[x_axis], runs.axes["depth"]
     with np.errstate(divide="ignore"):
         acc = CHANCE + 0.85 * np.exp(-np.log(x * depth / ridge["C_sw2_L"]) ** 2)
     return fit_ridge(x, depth, acc)["slope_b"]
@@ -387,9 +391,9 @@ def _json_list(a: np.ndarray) -> list:
     return [None if not np.isfinite(v) else float(v) for v in a]
 
 
-def _ridge_band(boot: list[dict], depths) -> dict | None:
-    """95% band of the fitted ridge sw2(L) over the bootstrap replicates, at 40 depths."""
-    fits = [(b["ridge_a"], b["ridge_b"]) for b in boot if b["ridge_b"] is not None]
+def _ridge_band(boot: list[dict], depths, which: str = "ridge") -> dict | None:
+    """95% band of the fitted ridge (or edge) x(L) over the bootstrap replicates, at 40 depths."""
+    fits = [(b[which + "_a"], b[which + "_b"]) for b in boot if b[which + "_b"] is not None]
     if len(fits) < 0.5 * len(boot):
         return None
     L = np.geomspace(depths.min(), depths.max(), 40)
@@ -403,19 +407,43 @@ def _single_facet(runs: Runs, x_axis: str) -> bool:
     return all(len(np.unique(runs.axes[a])) == 1 for a in THEORY_AXES if a != x_axis)
 
 
-def _edge_level(config: dict, runs: Runs, ridge: dict, name: str) -> float | None:
-    """Median theory predictor at the edge points: the level of the contour the fall-off follows."""
+def _with_depth_intervals(ridge: dict, boot: list[dict]) -> dict:
+    """``ridge`` (a :func:`fit_ridge` result) with a 95% bootstrap interval on each depth's ridge centre
+    (``sw2_ci95``) and edge (``edge_ci95``: None where the edge falls outside the grid in most replicates)."""
+    by_depth = [{q["depth"]: q for q in b["points"]} for b in boot]
+    for p in ridge["points"]:
+        for key in ("sw2", "edge"):
+            p[key + "_ci95"] = _interval([b[p["depth"]][key] if p["depth"] in b else None for b in by_depth])
+    return ridge
+
+
+def _along_edge(config: dict, runs: Runs, ridge: dict, name: str, x_axis: str, n: int = 9) -> float | None:
+    """The theory's predictor ``name`` and log p^(L) at each depth's edge, with their ranges over the
+    edge's interval (``edge_<name>``, ``edge_<name>_ci95``, ``edge_log_p``, ``edge_log_p_ci95`` in each
+    point; the range is the min and max over ``n`` points of the interval, which is the interval of the
+    value itself wherever the value is monotone in x, and contains it otherwise). Returns the median
+    predictor at the edges: the level of the contour the fall-off follows."""
     pts = [p for p in ridge["points"] if p["edge"] is not None]
     if not pts:
         return None
+    xs = []
+    for p in pts:
+        lo, hi = p["edge_ci95"] or (p["edge"], p["edge"])
+        xs.append(np.concatenate([[p["edge"]], np.geomspace(lo, hi, n)]))
+    xs = np.array(xs)  # (edges, 1 + n)
     eff, st = config["effective"], config["input_stats"]
-    points = {a: np.full(len(pts), runs.axes[a][0]) for a in THEORY_AXES}
-    points["sw2"] = np.array([p["edge"] for p in pts])
+    points = {a: np.full(xs.size, runs.axes[a][0]) for a in THEORY_AXES}
+    points[x_axis] = xs.ravel()
     th = theory_at(eff["arch"], eff["act"], points, max(p["depth"] for p in pts), st["p0"], st["gamma0"],
                    branch_scale(config), variants(config))
-    vals = th[name][np.arange(len(pts)), [p["depth"] for p in pts]]
-    for p, v in zip(pts, vals):
-        p["edge_" + name] = float(v)
+    depth = np.repeat([p["depth"] for p in pts], xs.shape[1])
+    for key in dict.fromkeys((name, "log_p")):
+        vals = th[key][np.arange(xs.size), depth].reshape(xs.shape)
+        for p, v in zip(pts, vals):
+            p["edge_" + key] = float(v[0])
+            p["edge_" + key + "_ci95"] = ([float(v[1:].min()), float(v[1:].max())]
+                                          if p["edge_ci95"] is not None and np.isfinite(v[1:]).all() else None)
+    vals = np.array([p["edge_" + name] for p in pts])
     vals = vals[np.isfinite(vals)]
     return float(np.median(vals)) if len(vals) else None
 
@@ -474,11 +502,12 @@ def summary_lines(summary: dict) -> list[str]:
                      f"depth = {fmt(e['partial_rho_predictor_given_depth'])}; baselines rho(acc, L) = "
                      f"{fmt(e['rho_depth'])}, rho(acc, {x}) = {fmt(e['rho_' + x])}")
         if "ridge" in e:
-            lines.append(f"    ridge log sw2 = a + b log L: b = {fmt(e['ridge_b'], 2)} on {e['ridge']['n_fit']} "
-                         f"depths, sw2 L = {fmt(e['ridge_C'], 0)}; edge: b = {fmt(e['edge_b'], 2)}, "
-                         f"sw2 L = {fmt(e['edge_C'], 0)}"
+            lines.append(f"    ridge log {x} = a + b log L: b = {fmt(e['ridge_b'], 2)} on {e['ridge']['n_fit']} "
+                         f"depths, {x} L = {fmt(e['ridge_C'], 0)}; edge: b = {fmt(e['edge_b'], 2)}, "
+                         f"{x} L = {fmt(e['edge_C'], 0)}"
                          + ("" if e["edge_predictor"] is None else
                             f", theory {summary['predictor']} along the edge {e['edge_predictor']:.2f}"))
+            lines += _depth_lines(e["ridge"], x, summary["predictor"])
         if "lr_counts" in e:
             lines.append("    learning rates chosen: " + ", ".join(f"{k}: {v} cells" for k, v in e["lr_counts"].items()))
     if "schemes" in summary:
@@ -486,8 +515,32 @@ def summary_lines(summary: dict) -> list[str]:
     d = summary["divergence"]
     for lr, v in d["per_lr"].items():
         lines.append(f"  divergence at lr {lr}: {v['n_diverged']}/{v['n_networks']} networks "
-                     f"({v['n_diverged_below_overflow']} below the float32 overflow line); no seed diverged up to "
-                     f"log p^(L) = {v['max_log_p_none_diverged']}, every seed from {v['min_log_p_all_diverged']}")
+                     f"({v['n_diverged_below_overflow']} below the float32 overflow line log p^(L) = "
+                     f"{d['overflow_log_p']:.2f}); largest log p^(L) of a cell where no seed diverged: "
+                     f"{_num(v['max_log_p_none_diverged'])}, smallest where every seed diverged: "
+                     f"{_num(v['min_log_p_all_diverged'])}")
+    return lines
+
+
+def _num(v, digits: int = 1) -> str:
+    return "none" if v is None else f"{v:.{digits}f}"
+
+
+def _span(v, ci, digits: int) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.{digits}f}" + ("" if ci is None else f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]")
+
+
+def _depth_lines(ridge: dict, x: str, predictor: str) -> list[str]:
+    """One line per depth: the ridge centre, the edge, and the theory's predictor and log p^(L) at the
+    edge, each with its 95% interval ('-': the edge is not inside the grid)."""
+    lines = [f"      {'L':>4}  {'ridge ' + x:<30}{'edge ' + x:<22}{predictor + ' at edge':<22}log p^(L) at edge"]
+    for p in ridge["points"]:
+        ridge_x = _span(p["sw2"], p.get("sw2_ci95"), 3) + ("" if p["resolved"] else " (end)")
+        lines.append(f"      {p['depth']:>4}  {ridge_x:<30}{_span(p['edge'], p.get('edge_ci95'), 3):<22}"
+                     f"{_span(p.get('edge_' + predictor), p.get('edge_' + predictor + '_ci95'), 1):<22}"
+                     f"{_span(p.get('edge_log_p'), p.get('edge_log_p_ci95'), 1)}")
     return lines
 
 

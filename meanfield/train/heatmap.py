@@ -8,8 +8,8 @@ Written into the sweep directory (and copied into a figures directory when asked
   runs from chance (0.1) to 1; diverged cells are their own class (grey, hatched), partly diverged
   cells carry a red x, cells not yet trained are blank. White contours: the theory's predictor
   (log R or log s^(L)); red dashed: the float32 overflow line log p^(L) = 88.72; magenta: He (sw2 = 2)
-  and Xavier (sw2 = 1). For tanh over (sw2, L): the ridge (best-accuracy centre per depth, white
-  circles), its fit log sw2 = a + b log L with the 95% bootstrap band, and the edge (orange).
+  and Xavier (sw2 = 1). The ridge (best-accuracy centre per depth, white circles), its fit
+  log x = a + b log L with the 95% bootstrap band, and the edge with its 95% bootstrap bar (orange).
 * ``lr_map.png``: the learning rate the ``best`` protocol chose in each cell (on validation accuracy).
 * ``scatter.png``: accuracy against the predictor (``best`` protocol), coloured by depth, with the rank
   correlations.
@@ -90,7 +90,7 @@ def _theory_overlay(ax, config, facet, x_axis, xe, ye, predictor, handles):
         handles["overflow"] = ax.plot([], [], "--", color="red", label="float32 overflow: log p^(L) = 88.72")[0]
 
 
-def _ridge_overlay(ax, entry, handles):
+def _ridge_overlay(ax, entry, handles, x_axis):
     pts = entry["ridge"]["points"]
     for resolved, style in ((True, dict(mfc="white", mec="black")), (False, dict(mfc="none", mec="white"))):
         sel = [p for p in pts if p["resolved"] == resolved]
@@ -100,16 +100,32 @@ def _ridge_overlay(ax, entry, handles):
                                label="ridge: best-accuracy centre per depth (hollow: peak not inside grid)")[0]
     edges = [p for p in pts if p["edge"] is not None]
     if edges:
-        ax.plot([p["edge"] for p in edges], [p["depth"] for p in edges], "v", color="orange", ms=6)
-        handles["edge"] = ax.plot([], [], "v", color="orange", label="edge: accuracy falls halfway to chance")[0]
+        x = np.array([p["edge"] for p in edges])
+        ci = np.array([p.get("edge_ci95") or (p["edge"], p["edge"]) for p in edges]).T
+        ax.errorbar(x, [p["depth"] for p in edges], xerr=np.abs(ci - x), fmt="v", color="orange", ms=6,
+                    elinewidth=1.2, capsize=2)
+        handles["edge"] = ax.plot([], [], "v", color="orange",
+                                  label="edge: accuracy falls halfway to chance (bar: 95% bootstrap)")[0]
     r = entry["ridge"]
+    if r["edge_slope_b"] is not None:
+        # drawn over the depths that have an edge, not extrapolated
+        lo, hi = min(p["depth"] for p in edges), max(p["depth"] for p in edges)
+        band = entry.get("edge_band")
+        L = np.asarray(band["depth"]) if band else np.geomspace(lo, hi, 40)
+        inside = (L >= lo * (1 - 1e-9)) & (L <= hi * (1 + 1e-9))
+        ax.plot(np.exp(r["edge_intercept_a"]) * L[inside] ** r["edge_slope_b"], L[inside], "--", color="orange", lw=1.2)
+        if band:
+            ax.fill_betweenx(L[inside], np.asarray(band["sw2_lo"])[inside], np.asarray(band["sw2_hi"])[inside],
+                             color="orange", alpha=0.2, lw=0)
+        handles["edge_fit"] = ax.plot([], [], "--", color="orange",
+                                      label=f"edge fit log {x_axis} = a + b log L (band: 95% bootstrap)")[0]
     if r["slope_b"] is not None:
         band = entry.get("ridge_band")
         L = np.asarray(band["depth"]) if band else np.geomspace(min(p["depth"] for p in pts), max(p["depth"] for p in pts), 40)
         ax.plot(np.exp(r["intercept_a"]) * L ** r["slope_b"], L, "--", color="white", lw=1.5)
         if band:
             ax.fill_betweenx(L, band["sw2_lo"], band["sw2_hi"], color="white", alpha=0.25, lw=0)
-        handles["fit"] = ax.plot([], [], "--", color="0.3", label="ridge fit log sw2 = a + b log L (band: 95% bootstrap)")[0]
+        handles["fit"] = ax.plot([], [], "--", color="0.3", label=f"ridge fit log {x_axis} = a + b log L (band: 95% bootstrap)")[0]
 
 
 def _panel(ax, fig, config, runs: Runs, out: dict, entry: dict | None, facet: dict, x_axis: str,
@@ -136,7 +152,7 @@ def _panel(ax, fig, config, runs: Runs, out: dict, entry: dict | None, facet: di
         handles["partial"] = ax.scatter([], [], marker="x", color="red", label="some seeds diverged (mean of the others)")
     _theory_overlay(ax, config, facet, x_axis, xe, ye, predictor, handles)
     if entry is not None and "ridge" in entry:
-        _ridge_overlay(ax, entry, handles)
+        _ridge_overlay(ax, entry, handles, x_axis)
     if x_axis == "sw2":
         for value, name, style in ((HE_SW2, "He", "-."), (XAVIER_SW2, "Xavier", ":")):
             if xe[0] <= value <= xe[-1]:
@@ -168,7 +184,10 @@ def _panel_title(protocol: str, entry: dict, summary: dict, facet_note: str) -> 
              f"at fixed L {_fmt_ci(entry['partial_rho_predictor_given_depth'])}",
              f"baselines: rho(acc, L) = {_fmt_ci(entry['rho_depth'])}, rho(acc, {x}) = {_fmt_ci(entry['rho_' + x])}"]
     if "ridge_b" in entry and entry["ridge_b"]["value"] is not None:
-        lines.append(f"ridge b = {_fmt_ci(entry['ridge_b'])} (theory -1), sw2 L = {_fmt_ci(entry['ridge_C'], 0)}")
+        lines.append(f"ridge b = {_fmt_ci(entry['ridge_b'])}" + (" (theory -1)" if summary["predictor"] == "log_R" else "")
+                     + f", {x} L = {_fmt_ci(entry['ridge_C'], 0)}")
+    if "edge_b" in entry and entry["edge_b"]["value"] is not None:
+        lines.append(f"edge b = {_fmt_ci(entry['edge_b'])}, {x} L = {_fmt_ci(entry['edge_C'], 0)}")
     return "\n".join(lines)
 
 
