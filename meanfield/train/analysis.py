@@ -343,7 +343,8 @@ def analyze(out_dir: str, *, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
 
 def _protocols(config: dict, runs: Runs, pred: dict, x_axis: str, bootstrap: int, seed: int,
                ridge: bool = True) -> dict:
-    """Statistics per protocol of one set of cells (with the ridge fit for tanh over (sw2, L))."""
+    """Statistics per protocol of one set of cells (with the ridge and edge fits over (x, L) when x
+    takes three or more values at two or more depths)."""
     eff = config["effective"]
     name = PREDICTORS[eff["act"]]
     ridge = ridge and len(np.unique(runs.axes["depth"])) > 1 and len(np.unique(runs.axes[x_axis])) >= 3
@@ -374,7 +375,7 @@ def _protocols(config: dict, runs: Runs, pred: dict, x_axis: str, bootstrap: int
     return protocols
 
 
-def _grid_calibration(runs: Runs, ridge: dict, x_axis: str = "sw2") -> float | None:
+def _grid_calibration(runs: Runs, ridge: dict, x_axis: str) -> float | None:
     """The slope b that the ridge estimator returns, on this sweep's grid, for a surface whose ridge is
     exactly x L = C (C: the fitted constant): accuracy 0.1 + 0.85 exp(-log(x L / C)^2). Its distance
     from -1 is the estimator's bias from the grid alone (cells at the ends of a row, coarse spacing)."""
@@ -437,7 +438,7 @@ def _along_edge(config: dict, runs: Runs, ridge: dict, name: str, x_axis: str, n
     th = theory_at(eff["arch"], eff["act"], points, max(p["depth"] for p in pts), st["p0"], st["gamma0"],
                    branch_scale(config), variants(config))
     depth = np.repeat([p["depth"] for p in pts], xs.shape[1])
-    for key in dict.fromkeys((name, "log_p")):
+    for key in (name, "log_p"):
         vals = th[key][np.arange(xs.size), depth].reshape(xs.shape)
         for p, v in zip(pts, vals):
             p["edge_" + key] = float(v[0])
@@ -486,10 +487,7 @@ def write_summary(out_dir: str, **kwargs) -> dict:
 def summary_lines(summary: dict) -> list[str]:
     """Human-readable lines of a summary (what ``meanfield train`` and ``--analyze`` print)."""
     def fmt(entry, digits=3):
-        v, ci = entry["value"], entry["ci95"]
-        if v is None:
-            return "undefined"
-        return f"{v:.{digits}f}" + ("" if ci is None else f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]")
+        return "undefined" if entry["value"] is None else _span(entry["value"], entry["ci95"], digits)
 
     kappa = f" (branch scale {summary['branch_scale']})" if "branch_scale" in summary else ""
     lines = [f"{summary['sweep']}: {summary['arch']}{kappa} {summary['act']}, {summary['readout']} readout, "

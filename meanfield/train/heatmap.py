@@ -107,25 +107,27 @@ def _ridge_overlay(ax, entry, handles, x_axis):
         handles["edge"] = ax.plot([], [], "v", color="orange",
                                   label="edge: accuracy falls halfway to chance (bar: 95% bootstrap)")[0]
     r = entry["ridge"]
-    if r["edge_slope_b"] is not None:
-        # drawn over the depths that have an edge, not extrapolated
-        lo, hi = min(p["depth"] for p in edges), max(p["depth"] for p in edges)
-        band = entry.get("edge_band")
-        L = np.asarray(band["depth"]) if band else np.geomspace(lo, hi, 40)
-        inside = (L >= lo * (1 - 1e-9)) & (L <= hi * (1 + 1e-9))
-        ax.plot(np.exp(r["edge_intercept_a"]) * L[inside] ** r["edge_slope_b"], L[inside], "--", color="orange", lw=1.2)
-        if band:
-            ax.fill_betweenx(L[inside], np.asarray(band["sw2_lo"])[inside], np.asarray(band["sw2_hi"])[inside],
-                             color="orange", alpha=0.2, lw=0)
+    if r["edge_slope_b"] is not None:  # drawn over the depths that have an edge, not extrapolated
+        _fit_line(ax, r["edge_intercept_a"], r["edge_slope_b"], entry.get("edge_band"),
+                  [p["depth"] for p in edges], "orange", 1.2, 0.2)
         handles["edge_fit"] = ax.plot([], [], "--", color="orange",
                                       label=f"edge fit log {x_axis} = a + b log L (band: 95% bootstrap)")[0]
     if r["slope_b"] is not None:
-        band = entry.get("ridge_band")
-        L = np.asarray(band["depth"]) if band else np.geomspace(min(p["depth"] for p in pts), max(p["depth"] for p in pts), 40)
-        ax.plot(np.exp(r["intercept_a"]) * L ** r["slope_b"], L, "--", color="white", lw=1.5)
-        if band:
-            ax.fill_betweenx(L, band["sw2_lo"], band["sw2_hi"], color="white", alpha=0.25, lw=0)
+        _fit_line(ax, r["intercept_a"], r["slope_b"], entry.get("ridge_band"), [p["depth"] for p in pts],
+                  "white", 1.5, 0.25)
         handles["fit"] = ax.plot([], [], "--", color="0.3", label=f"ridge fit log {x_axis} = a + b log L (band: 95% bootstrap)")[0]
+
+
+def _fit_line(ax, a, b, band, depths, color, lw, alpha):
+    """The fit log x = a + b log L as a dashed line with its bootstrap band (when it has one), over the
+    range of ``depths``."""
+    lo, hi = min(depths), max(depths)
+    L = np.asarray(band["depth"]) if band else np.geomspace(lo, hi, 40)
+    inside = (L >= lo * (1 - 1e-9)) & (L <= hi * (1 + 1e-9))
+    ax.plot(np.exp(a) * L[inside] ** b, L[inside], "--", color=color, lw=lw)
+    if band:
+        ax.fill_betweenx(L[inside], np.asarray(band["sw2_lo"])[inside], np.asarray(band["sw2_hi"])[inside],
+                         color=color, alpha=alpha, lw=0)
 
 
 def _panel(ax, fig, config, runs: Runs, out: dict, entry: dict | None, facet: dict, x_axis: str,
