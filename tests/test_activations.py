@@ -41,8 +41,8 @@ def test_theory_md_reference_values(value, expected):
 
 
 # tanh: the dedicated rule against nested adaptive quadrature, over the whole (q, c) range.
-FAST_Q = [1e-6, 1.0, 1e3, 1e8]
-FAST_C = [-0.999, 0.3, 0.9999]
+FAST_Q = [1e-6, 1.0, 1e8]
+FAST_C = [-0.999, 0.9999]
 FULL_Q = [1e-6, 1e-3, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8]
 FULL_C = [-1.0, -0.999, -0.5, 0.01, 0.3, 0.9, 0.99, 0.9999, 1.0]
 
@@ -175,7 +175,8 @@ def test_bad_activation_names():
 
 
 @pytest.mark.parametrize("act", [mf.tanh, mf.erf_act])
-@pytest.mark.parametrize("q", [1e-3, 5.0, 1e3, 1e8])
+@pytest.mark.parametrize("q", [1e-3, pytest.param(5.0, marks=pytest.mark.slow), pytest.param(1e3, marks=pytest.mark.slow),
+                               1e8])
 def test_one_minus_corr_is_exact_near_one(act, q):
     # Price's theorem: 1 - W(q, (1 - d) q) / V(q) -> d q V'(q) / V(q) as q d -> 0 (the correction grows
     # with q d: the kink of tanh is resolved once sigma^2 = q d (2 - d) is small); no cancellation left

@@ -17,7 +17,8 @@ def _is_png(path):
 
 
 @pytest.mark.parametrize("net", [F.NETWORKS[1], pytest.param(F.NETWORKS[2], marks=pytest.mark.slow),
-                                 pytest.param(F.NETWORKS[4], marks=pytest.mark.slow), F.BLOCK_NETWORKS[3]],
+                                 pytest.param(F.NETWORKS[4], marks=pytest.mark.slow),
+                                 pytest.param(F.BLOCK_NETWORKS[3], marks=pytest.mark.slow)],
                          ids=lambda n: n.name)
 def test_dynamics_figure_writes_png(net, tmp_path):
     path = F.dynamics_figure(net, F.TINY, str(tmp_path))

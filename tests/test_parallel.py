@@ -129,6 +129,7 @@ def _run_world(out: str, data: str, n_proc: int, devices_per_process: int) -> No
         assert p.returncode == 0 and "OK" in so, se[-3000:]
 
 
+@pytest.mark.slow  # three fresh JAX processes compile and train (about 100 s); sharding on one host runs by default
 def test_two_processes_give_the_single_process_numbers(tmp_path):
     """``meanfield --distributed ... train``, a theory grid, a simulation grid and :func:`map_points` on
     2 processes x 2 CPU devices (jax.distributed, gloo) against 1 process x 1 device: the point map and

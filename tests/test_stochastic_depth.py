@@ -50,7 +50,8 @@ def _enumerated(plain: mf.Trajectory, s: float) -> dict:
     return total
 
 
-@pytest.mark.parametrize("arch, act, s", [("frn", "tanh", 0.35), ("basic", "relu", 0.8), ("rrn", "relu", 0.5)])
+@pytest.mark.parametrize("arch, act, s", [("frn", "tanh", 0.35), pytest.param("basic", "relu", 0.8, marks=pytest.mark.slow),
+                                         ("rrn", "relu", 0.5)])
 def test_expectation_is_the_average_over_every_mask(arch, act, s):
     kw = KW if arch != "rrn" else {k: v for k, v in KW.items() if k not in ("sv2", "sa2")}
     depth = 9
@@ -83,7 +84,7 @@ def test_relu_frn_mask_average_is_the_survival_weighted_linear_recursion():
     assert np.max(np.abs(tanh_weighted.s[1:] / tanh.s[1:] - 1)) > 1e-3
 
 
-@pytest.mark.parametrize("act", ["tanh", "relu"])
+@pytest.mark.parametrize("act", [pytest.param("tanh", marks=pytest.mark.slow), "relu"])
 def test_survival_one_is_the_plain_block_and_zero_the_identity(act):
     spec = mf.Spec("preact", act, 12, **KW)
     plain = trajectory(spec)
@@ -162,6 +163,7 @@ def test_validation_and_cli(capsys):
     np.testing.assert_allclose(out["p"], want.p, rtol=1e-12)
 
 
+@pytest.mark.slow  # trains four small grids (about 25 s); the sampled masks are checked by default above
 def test_training_draws_masks_and_evaluates_the_expected_branch():
     """survival 0 trains the embedding and readout alone (the same numbers at depth 2 and 3, as for branch
     scale 0); survival 0.5 draws masks and trains the blocks (the programs of the branch-scale-0 training

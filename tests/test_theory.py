@@ -116,10 +116,11 @@ def _assert_matches_reference(arch, act, depth, seed, rtol):
 
 def _reference_cases():
     # alpha-ReLU's reference integrates a power law per layer (about 10 s a case): its cases run with
-    # -m slow (the alpha-ReLU laws and simulations are checked by default)
+    # -m slow (the alpha-ReLU laws and simulations are checked by default); erf, whose transforms are closed
+    # forms like ReLU's, runs on frn by default and on rrn and ff with -m slow
     for act in ACTS:
         for arch in ARCHS:
-            marks = [pytest.mark.slow] if act == "alpha_relu" else []
+            marks = [pytest.mark.slow] if act == "alpha_relu" or (act == "erf" and arch != "frn") else []
             yield pytest.param(arch, act, marks=marks, id=f"{act}-{arch}")
 
 
