@@ -109,6 +109,59 @@ print("OK", jax.process_index())
 """
 
 
+_LIGHT_WORKER = """
+import sys
+import numpy as np
+sys.path.insert(0, {here!r})
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+from meanfield import parallel
+from test_parallel import _light_points, _block, _light_spec
+
+import meanfield as mf
+
+grid = parallel.map_points(_block, _light_points(), chunk=6)
+theory = mf.theory.trajectory(_light_spec(), chunk_size=6)
+if parallel.is_writer():
+    np.savez({out!r}, **grid, theory_p=theory.p, theory_log_R=theory.log_R, devices=jax.device_count())
+print("OK", jax.process_index())
+"""
+
+
+def _light_points():
+    a = np.linspace(0.1, 2.0, 11)
+    return {"a": a, "b": np.cos(a)}
+
+
+def _light_spec():
+    import meanfield as mf
+
+    return mf.Spec("frn", "tanh", 12, sw2=np.linspace(0.1, 2.0, 7)[:, None], sv2=np.array([1.0, 1.5]), sb2=0.3,
+                   sa2=0.5)
+
+
+def test_two_processes_map_points_and_theory_as_one(tmp_path):
+    """The point map and a theory grid on 2 processes x 2 CPU devices (jax.distributed, gloo): bitwise the
+    numbers of this single process (the full check, training and simulation included, runs with -m slow)."""
+    import meanfield as mf
+
+    out = str(tmp_path / "grid.npz")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    script, coordinator = _LIGHT_WORKER.format(here=HERE, out=out), f"127.0.0.1:{_free_port()}"
+    procs = [subprocess.Popen([sys.executable, "-c", script, coordinator, str(i)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for p in procs:
+        so, se = p.communicate(timeout=300)
+        assert p.returncode == 0 and "OK" in so, se[-3000:]
+    got = np.load(out)
+    assert int(got["devices"]) == 4
+    want = parallel.map_points(_block, _light_points(), chunk=6)
+    theory = mf.theory.trajectory(_light_spec(), chunk_size=6)
+    for k, v in {**want, "theory_p": theory.p, "theory_log_R": theory.log_R}.items():
+        np.testing.assert_array_equal(got[k], np.asarray(v), err_msg=k)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
