@@ -91,14 +91,12 @@ train = ["train", "--arch", "frn", "--act", "tanh", "--depth", "2,3", "--sw2", "
 assert main(world + train) == 0
 import jax
 from meanfield import parallel
-from test_parallel import _block
+from test_parallel import _block, _points, _theory_spec
 
 import meanfield as mf
 
-a = np.linspace(0.1, 2.0, 11)
-grid = parallel.map_points(_block, {{"a": a, "b": np.cos(a)}}, chunk=6)
-spec = mf.Spec("frn", "tanh", 12, sw2=np.linspace(0.1, 2.0, 7)[:, None], sv2=np.array([1.0, 1.5]), sb2=0.3, sa2=0.5)
-theory = mf.theory.trajectory(spec, chunk_size=6)
+grid = parallel.map_points(_block, _points(), chunk=6)
+theory = mf.theory.trajectory(_theory_spec(), chunk_size=6)
 sim = mf.simulate.networks(mf.Spec("frn", "relu", 6, sw2=np.array([0.5, 1.0, 1.5])), 16, 5, jax.random.key(7),
                            dtype="float64")
 if parallel.is_writer():
@@ -114,27 +112,29 @@ import sys
 import numpy as np
 sys.path.insert(0, {here!r})
 import jax
+flags = dict(zip(sys.argv[2::2], sys.argv[3::2]))  # after --distributed: the flags _run_world gives the CLI
 jax.config.update("jax_cpu_collectives_implementation", "gloo")
-jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+jax.distributed.initialize(coordinator_address=flags["--coordinator"], num_processes=int(flags["--num-processes"]),
+                           process_id=int(flags["--process-id"]))
 from meanfield import parallel
-from test_parallel import _light_points, _block, _light_spec
+from test_parallel import _block, _points, _theory_spec
 
 import meanfield as mf
 
-grid = parallel.map_points(_block, _light_points(), chunk=6)
-theory = mf.theory.trajectory(_light_spec(), chunk_size=6)
+grid = parallel.map_points(_block, _points(), chunk=6)
+theory = mf.theory.trajectory(_theory_spec(), chunk_size=6)
 if parallel.is_writer():
     np.savez({out!r}, **grid, theory_p=theory.p, theory_log_R=theory.log_R, devices=jax.device_count())
 print("OK", jax.process_index())
 """
 
 
-def _light_points():
+def _points():
     a = np.linspace(0.1, 2.0, 11)
     return {"a": a, "b": np.cos(a)}
 
 
-def _light_spec():
+def _theory_spec():
     import meanfield as mf
 
     return mf.Spec("frn", "tanh", 12, sw2=np.linspace(0.1, 2.0, 7)[:, None], sv2=np.array([1.0, 1.5]), sb2=0.3,
@@ -147,17 +147,11 @@ def test_two_processes_map_points_and_theory_as_one(tmp_path):
     import meanfield as mf
 
     out = str(tmp_path / "grid.npz")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    script, coordinator = _LIGHT_WORKER.format(here=HERE, out=out), f"127.0.0.1:{_free_port()}"
-    procs = [subprocess.Popen([sys.executable, "-c", script, coordinator, str(i)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
-    for p in procs:
-        so, se = p.communicate(timeout=300)
-        assert p.returncode == 0 and "OK" in so, se[-3000:]
+    _run_world(_LIGHT_WORKER.format(here=HERE, out=out), 2, 2)
     got = np.load(out)
     assert int(got["devices"]) == 4
-    want = parallel.map_points(_block, _light_points(), chunk=6)
-    theory = mf.theory.trajectory(_light_spec(), chunk_size=6)
+    want = parallel.map_points(_block, _points(), chunk=6)
+    theory = mf.theory.trajectory(_theory_spec(), chunk_size=6)
     for k, v in {**want, "theory_p": theory.p, "theory_log_R": theory.log_R}.items():
         np.testing.assert_array_equal(got[k], np.asarray(v), err_msg=k)
 
@@ -168,9 +162,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_world(out: str, data: str, n_proc: int, devices_per_process: int) -> None:
+def _run_world(script: str, n_proc: int, devices_per_process: int) -> None:
+    """Run ``python -c script`` in n_proc processes with the CLI's --distributed flags (none for one)."""
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}")
-    script = _WORKER.format(here=HERE, out=out, data=data)
     port = _free_port()
     world = lambda i: ([] if n_proc == 1 else  # noqa: E731
                        ["--distributed", "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n_proc),
@@ -182,7 +176,8 @@ def _run_world(out: str, data: str, n_proc: int, devices_per_process: int) -> No
         assert p.returncode == 0 and "OK" in so, se[-3000:]
 
 
-@pytest.mark.slow  # three fresh JAX processes compile and train (about 100 s); sharding on one host runs by default
+@pytest.mark.slow  # three fresh JAX processes compile and train (about 100 s); the point map and theory on two
+# processes run by default (the test above)
 def test_two_processes_give_the_single_process_numbers(tmp_path):
     """``meanfield --distributed ... train``, a theory grid, a simulation grid and :func:`map_points` on
     2 processes x 2 CPU devices (jax.distributed, gloo) against 1 process x 1 device: the point map and
@@ -195,8 +190,8 @@ def test_two_processes_give_the_single_process_numbers(tmp_path):
     data.mkdir()
     _write_idx_dir(data, n_train=96, n_test=32)
     multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
-    _run_world(multi, str(data), 2, 2)
-    _run_world(single, str(data), 1, 1)
+    _run_world(_WORKER.format(here=HERE, out=multi, data=str(data)), 2, 2)
+    _run_world(_WORKER.format(here=HERE, out=single, data=str(data)), 1, 1)
     assert json.load(open(os.path.join(multi, "world.json"))) == {"processes": 2, "devices": 4}
     g_multi, g_single = np.load(os.path.join(multi, "grid.npz")), np.load(os.path.join(single, "grid.npz"))
     for k in ("last", "path", "theory_p", "theory_chi", "theory_log_R"):
