@@ -574,6 +574,11 @@ def test_ridge_fit_recovers_sw2_L_const():
     flat = analysis.fit_ridge(np.array([0.1, 1.0, 2.0] * 2), np.array([10] * 3 + [20] * 3),
                               np.array([0.9, 0.91, 0.9, 0.5, 0.9, 0.6]))
     assert [p["resolved"] for p in flat["points"]] == [False, True] and flat["slope_b"] is None
+    # a row where every network diverged (NaN) has no centre and no edge, not the middle of the grid
+    failed = analysis.fit_ridge(np.array([0.1, 1.0, 2.0] * 2), np.array([10] * 3 + [20] * 3),
+                                np.array([0.9, 0.5, 0.2, np.nan, np.nan, np.nan]))
+    assert [(p["sw2"], p["resolved"], p["edge"]) for p in failed["points"]][1] == (None, False, None)
+    assert failed["points"][0]["sw2"] == pytest.approx(0.1) and failed["points"][0]["edge"] is not None
 
 
 def test_partial_rank_correlation_removes_depth():

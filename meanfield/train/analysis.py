@@ -186,7 +186,8 @@ def fit_ridge(xs, depths, acc, *, band: float = 0.05, contrast: float = 0.05, ch
     chance here: they did not train):
 
     * ``sw2``: the ridge location, the accuracy-weighted centre (in log sw2) of the cells within
-      ``band`` of the row's best accuracy, weights acc - (best - band);
+      ``band`` of the row's best accuracy, weights acc - (best - band); None where no network of the
+      row trained (best accuracy below chance + 0.2): a row of failures has no centre;
     * ``resolved``: the row's best accuracy exceeds both ends of the row by at least ``contrast``,
       i.e. the peak lies inside the grid (a flat row says nothing about where the ridge is), and
       chance by at least 0.2 (a row where every network failed has no ridge);
@@ -208,8 +209,8 @@ def fit_ridge(xs, depths, acc, *, band: float = 0.05, contrast: float = 0.05, ch
         best = int(np.argmax(a))
         peak = a[best]
         w = np.maximum(a - (peak - band), 0.0)
-        centre = float(np.exp(np.sum(w * np.log(x)) / np.sum(w)))
         trained = peak >= chance + 0.2
+        centre = float(np.exp(np.sum(w * np.log(x)) / np.sum(w))) if trained else None
         resolved = trained and len(x) >= 3 and peak - a[0] >= contrast and peak - a[-1] >= contrast
         level = 0.5 * (peak + chance)
         edge = None
@@ -532,10 +533,14 @@ def _span(v, ci, digits: int) -> str:
 
 def _depth_lines(ridge: dict, x: str, predictor: str) -> list[str]:
     """One line per depth: the ridge centre, the edge, and the theory's predictor and log p^(L) at the
-    edge, each with its 95% interval ('-': the edge is not inside the grid)."""
+    edge, each with its 95% interval ('-': the edge is not inside the grid; 'none trained': no network
+    of the row trained, so it has neither)."""
     lines = [f"      {'L':>4}  {'ridge ' + x:<30}{'edge ' + x:<22}{predictor + ' at edge':<22}log p^(L) at edge"]
     for p in ridge["points"]:
-        ridge_x = _span(p["sw2"], p.get("sw2_ci95"), 3) + ("" if p["resolved"] else " (end)")
+        if p["sw2"] is None:
+            ridge_x = "none trained"
+        else:
+            ridge_x = _span(p["sw2"], p.get("sw2_ci95"), 3) + ("" if p["resolved"] else " (end)")
         lines.append(f"      {p['depth']:>4}  {ridge_x:<30}{_span(p['edge'], p.get('edge_ci95'), 3):<22}"
                      f"{_span(p.get('edge_' + predictor), p.get('edge_' + predictor + '_ci95'), 1):<22}"
                      f"{_span(p.get('edge_log_p'), p.get('edge_log_p_ci95'), 1)}")

@@ -93,7 +93,7 @@ def _theory_overlay(ax, config, facet, x_axis, xe, ye, predictor, handles):
 def _ridge_overlay(ax, entry, handles, x_axis):
     pts = entry["ridge"]["points"]
     for resolved, style in ((True, dict(mfc="white", mec="black")), (False, dict(mfc="none", mec="white"))):
-        sel = [p for p in pts if p["resolved"] == resolved]
+        sel = [p for p in pts if p["resolved"] == resolved and p["sw2"] is not None]
         if sel:
             ax.plot([p["sw2"] for p in sel], [p["depth"] for p in sel], "o", ms=6, **style)
     handles["ridge"] = ax.plot([], [], "o", mfc="white", mec="black",
