@@ -596,12 +596,14 @@ def test_partial_rank_correlation_removes_depth():
     assert analysis.partial_spearman(x + depth, acc2, depth) < -0.9
 
 
-def _write_sweep(directory, act, rows, sw2, depths, lrs=(1e-3, 1e-2), seeds=3, init="spec"):
+def _write_sweep(directory, act, rows, sw2, depths, lrs=(1e-3, 1e-2), seeds=3, init="spec", pairs=None):
     """A sweep directory with hand-made results: rows maps (sw2, depth, lr, seed) -> (val, test, diverged).
-    With an ``init`` preset the preset's variances replace sw2 = sw2, sv2 = 1, sb2 = sa2 = 0.5."""
+    With an ``init`` preset the preset's variances replace sw2 = sw2, sv2 = 1, sb2 = sa2 = 0.5. With
+    ``pairs`` ((sv2, sa2), ...), swept as zipped axes, the keys are (sw2, depth, lr, seed, sv2, sa2)."""
     os.makedirs(directory, exist_ok=True)
-    cfg = _tiny_sweep(act=act, sw2=tuple(sw2), depth=tuple(depths), sv2=(1.0,), sb2=(0.5,), sa2=(0.5,),
-                      lr=tuple(lrs), seeds=seeds, init=init)
+    sv2, sa2 = zip(*pairs) if pairs else ((1.0,), (0.5,))
+    cfg = _tiny_sweep(act=act, sw2=tuple(sw2), depth=tuple(depths), sv2=sv2, sb2=(0.5,), sa2=sa2,
+                      lr=tuple(lrs), seeds=seeds, init=init, zip=("sv2", "sa2") if pairs else ())
     eff = effective(cfg)
     with open(os.path.join(directory, "config.json"), "w") as f:
         json.dump({"sweep": cfg.to_json(), "effective": eff.to_json(),
@@ -609,8 +611,9 @@ def _write_sweep(directory, act, rows, sw2, depths, lrs=(1e-3, 1e-2), seeds=3, i
     with open(os.path.join(directory, "results.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
-        for (s, L, lr, seed), (val, test, div) in rows.items():
-            variances = [s, 1.0, 0.5, 0.5] if init == "spec" else [eff.sw2[0], eff.sv2[0], eff.sb2[0], eff.sa2[0]]
+        for (s, L, lr, seed, *pair), (val, test, div) in rows.items():
+            v, a = pair or (1.0, 0.5)
+            variances = [s, v, 0.5, a] if init == "spec" else [eff.sw2[0], eff.sv2[0], eff.sb2[0], eff.sa2[0]]
             w.writerow(["frn", act, "linear", 1.0, *variances, lr, L, 8, seed, 1, test, val, test, 1.0,
                         int(div), 0.1])
 
@@ -720,6 +723,41 @@ def test_relu_edge_at_a_planted_log_p_level_is_found_with_its_theory_values(tmp_
     assert "log p^(L) at edge" in text and f"{points[100]['edge']:.3f}" in text
 
 
+def test_paired_axes_get_a_ridge_per_facet_equal_to_the_facet_alone(tmp_path):
+    """A tanh sweep over paired (sv2, sa2) -- the variant sweep's layout -- with accuracy planted to peak
+    at sw2 = C / L, C = 5 in one facet and 10 in the other: each facet's statistics are exactly those of
+    a sweep of its rows alone (same bootstrap draws), each recovers its own ridge (slope -1, the ratio
+    of the constants 2), the printed report has every facet's ridge, and the heatmap has its panels."""
+    rng = np.random.default_rng(5)
+    sw2 = 0.1 * 20 ** (np.arange(10) / 9)
+    pairs, const = ((1.125, 0.0), (1.5, 0.5)), (5.0, 10.0)
+    rows = {}
+    for (v, a), c in zip(pairs, const):
+        for L in (10, 20, 40):
+            for lr in (1e-3, 1e-2):
+                for seed in range(3):
+                    for s in sw2:
+                        acc = 0.95 - 0.1 * np.log(s * L / c) ** 2 + rng.normal(0, 0.003)
+                        rows[(float(s), L, lr, seed, v, a)] = (acc, acc, 0)
+    both, alone = str(tmp_path / "variant"), str(tmp_path / "alone")
+    _write_sweep(both, "tanh", rows, sw2, (10, 20, 40), pairs=pairs)
+    _write_sweep(alone, "tanh", {k: r for k, r in rows.items() if k[4:] == pairs[1]}, sw2, (10, 20, 40),
+                 pairs=pairs[1:])
+    summary = analysis.analyze(both, bootstrap=40)
+    assert [(f["facet"]["sv2"], f["facet"]["sa2"]) for f in summary["facets"]] == list(pairs)
+    assert "ridge" not in summary["protocols"]["best"]  # pooled over facets: no ridge fit
+    assert (json.dumps(summary["facets"][1]["protocols"], sort_keys=True)
+            == json.dumps(analysis.analyze(alone, bootstrap=40)["protocols"], sort_keys=True))
+    fits = [f["protocols"]["best"] for f in summary["facets"]]
+    for f in fits:
+        assert -1.25 < f["ridge_b"]["value"] < -0.75
+    assert 1.6 < fits[1]["ridge_C"]["value"] / fits[0]["ridge_C"]["value"] < 2.5
+    text = analysis.summary_lines(summary)
+    assert "  facet alpha 1, sv2 1.125, sb2 0.5, sa2 0:" in text and "  facet alpha 1, sv2 1.5, sb2 0.5, sa2 0.5:" in text
+    assert sum("ridge log sw2" in line for line in text) == 2 * 3  # each facet's best, lr 1e-3, lr 1e-2
+    assert {"heatmap.png", "lr_map.png"} <= {os.path.basename(p) for p in heatmap.write_figures(both, summary)}
+
+
 def test_schemes_table_compares_theory_pick_with_presets(tmp_path, capsys):
     """ReLU grid sw2 in {0.5, 1, 1.5} at L = 10, 200 (sv2 = 1, sb2 = sa2 = 0.5, p0 = 1): the theory picks
     the largest sw2 below float32 overflow, 1.5 at L = 10 and 1.0 at L = 200 (log p^(200) = 82.0 there,
@@ -805,12 +843,14 @@ def test_cli_analyze_committed_sweep(tmp_path, capsys):
     d.mkdir()
     for name in ("config.json", "results.csv"):
         (d / name).write_bytes(open(os.path.join(src, name), "rb").read())
-    assert main(["train", "--analyze", str(d)]) == 0
+    assert main(["train", "--analyze", str(d), "--bootstrap", "40"]) == 0
     out = capsys.readouterr().out
     assert "[best]" in out and "Spearman" in out and (d / "summary.json").exists() and (d / "heatmap.png").exists()
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "--analyze", str(d), "--arch", "frn"])
-    assert exc.value.code == 2
+    assert json.loads((d / "summary.json").read_text())["bootstrap"] == 40
+    for bad, field in ((["--arch", "frn"], "--arch"), (["--bootstrap", "5"], "--bootstrap")):
+        with pytest.raises(SystemExit) as exc:
+            main(["train", "--analyze", str(d), *bad])
+        assert exc.value.code == 2 and field in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------- output directory

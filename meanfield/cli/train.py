@@ -22,8 +22,11 @@ import time
 
 from ..blocks import DECAYS, NORMS
 from ..spec import ARCHS, unused_variances
-from ..train.config import DEFAULT_LRS, TrainConfig
+from ..train.config import BOOTSTRAP, DEFAULT_LRS, TrainConfig
 from .common import GROWTH_HELP, check_applicable, die
+
+#: Fewest bootstrap replicates ``--bootstrap`` accepts for a 95% interval.
+MIN_BOOTSTRAP = 20
 
 #: Training defaults (those of TrainConfig, whole data set) and the --quick setting (sizes for a CPU:
 #: a tanh grid of ~80 networks up to depth 300 in minutes); an explicit flag wins.
@@ -105,7 +108,11 @@ def register(subparsers) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the statistics and figures at the end")
     p.add_argument("--analyze", metavar="DIR", help="only analyse the sweep in DIR (its results.csv and "
                                                     "config.json): print the statistics, write summary.json and "
-                                                    "the figures; no other flag but --figures applies")
+                                                    "the figures; no other flag but --figures and "
+                                                    "--bootstrap applies")
+    p.add_argument("--bootstrap", type=int, metavar="N",
+                   help=f"bootstrap replicates of the statistics' 95%% intervals (default {BOOTSTRAP}, at least "
+                        f"{MIN_BOOTSTRAP}); summary.json records N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -149,8 +156,9 @@ def config_from_args(args: argparse.Namespace):
     return cfg
 
 
-def analyze_dir(out_dir: str, figures_dir: str | None) -> int:
-    """Statistics (printed and written to summary.json) and figures of the sweep in ``out_dir``."""
+def analyze_dir(out_dir: str, figures_dir: str | None, bootstrap: int | None = None) -> int:
+    """Statistics (printed and written to summary.json) and figures of the sweep in ``out_dir``;
+    ``bootstrap`` replicates (None: the analysis default)."""
     from .._extras import MissingExtra, require
     from ..train.analysis import summary_lines, write_summary
 
@@ -160,7 +168,7 @@ def analyze_dir(out_dir: str, figures_dir: str | None) -> int:
         die(str(err))
     from ..train.heatmap import write_figures
 
-    summary = write_summary(out_dir)
+    summary = write_summary(out_dir, bootstrap=BOOTSTRAP if bootstrap is None else bootstrap)
     for line in summary_lines(summary):
         print(line)
     paths = write_figures(out_dir, summary, figures_dir=figures_dir)
@@ -169,6 +177,8 @@ def analyze_dir(out_dir: str, figures_dir: str | None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.bootstrap is not None and args.bootstrap < MIN_BOOTSTRAP:
+        die(f"--bootstrap must be >= {MIN_BOOTSTRAP} (replicates of a 95% interval), got {args.bootstrap}")
     if args.analyze is not None:
         given = [a for a in ("arch", "act", "depth", "out", "alpha", "sw2", "sv2", "sb2", "sa2", "sg2", "gate_bias",
                              "lr", "zip", "branch_scale", "bottleneck", "growth", "norm", "survival", *DECAYS.values())
@@ -179,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         for name in ("config.json", "results.csv"):
             if not os.path.isfile(os.path.join(args.analyze, name)):
                 die(f"--analyze {args.analyze}: no {name} there")
-        return analyze_dir(args.analyze, args.figures)
+        return analyze_dir(args.analyze, args.figures, args.bootstrap)
     cfg = config_from_args(args)
     from .._extras import MissingExtra, require
 
@@ -204,5 +214,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"results: {path} ({time.perf_counter() - start:.0f} s)")
     if not args.no_plots:
-        analyze_dir(args.out, args.figures)
+        analyze_dir(args.out, args.figures, args.bootstrap)
     return 0

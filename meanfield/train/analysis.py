@@ -40,12 +40,11 @@ import numpy as np
 from scipy import stats
 
 from ..spec import NEUTRAL
-from .config import GATE_COLUMNS, SweepConfig
+from .config import BOOTSTRAP, GATE_COLUMNS, SweepConfig
 from .predictors import LOG_F32_MAX, PREDICTORS, THEORY_AXES, theory_at
 from .sweep import read_results
 
 CHANCE = 0.1
-BOOTSTRAP = 1000
 #: Minimal fraction of a cell's seeds that diverged for the cell to count as diverged.
 DIVERGED_FRACTION = 0.5
 
@@ -494,21 +493,14 @@ def summary_lines(summary: dict) -> list[str]:
     lines = [f"{summary['sweep']}: {summary['arch']}{kappa} {summary['act']}, {summary['readout']} readout, "
              f"{summary['n_networks']} networks in {summary['n_cells']} cells x {len(summary['lrs'])} "
              f"learning rates x {summary['seeds']} seeds; 95% bootstrap intervals over seeds"]
-    x = summary["x_axis"]
-    for protocol, e in summary["protocols"].items():
-        lines.append(f"  [{protocol}] best accuracy {fmt(e['best_acc'])}; {e['n_cells_diverged']} cells diverged")
-        lines.append(f"    Spearman rho(acc, {summary['predictor']}) = {fmt(e['rho_predictor'])}; partial at fixed "
-                     f"depth = {fmt(e['partial_rho_predictor_given_depth'])}; baselines rho(acc, L) = "
-                     f"{fmt(e['rho_depth'])}, rho(acc, {x}) = {fmt(e['rho_' + x])}")
-        if "ridge" in e:
-            lines.append(f"    ridge log {x} = a + b log L: b = {fmt(e['ridge_b'], 2)} on {e['ridge']['n_fit']} "
-                         f"depths, {x} L = {fmt(e['ridge_C'], 0)}; edge: b = {fmt(e['edge_b'], 2)}, "
-                         f"{x} L = {fmt(e['edge_C'], 0)}"
-                         + ("" if e["edge_predictor"] is None else
-                            f", theory {summary['predictor']} along the edge {e['edge_predictor']:.2f}"))
-            lines += _depth_lines(e["ridge"], x, summary["predictor"])
-        if "lr_counts" in e:
-            lines.append("    learning rates chosen: " + ", ".join(f"{k}: {v} cells" for k, v in e["lr_counts"].items()))
+    if len(summary["facets"]) == 1:
+        lines += _protocol_lines(summary["protocols"], summary, fmt, "  ")
+    else:  # pooled statistics first, then each facet's own (its ridge and edge fits among them)
+        lines.append(f"  pooled over the {len(summary['facets'])} facets:")
+        lines += _protocol_lines(summary["protocols"], summary, fmt, "    ")
+        for f in summary["facets"]:
+            lines.append("  facet " + ", ".join(f"{a} {v:.4g}" for a, v in f["facet"].items()) + ":")
+            lines += _protocol_lines(f["protocols"], summary, fmt, "    ")
     if "schemes" in summary:
         lines += _scheme_lines(summary["schemes"], fmt)
     d = summary["divergence"]
@@ -519,6 +511,27 @@ def summary_lines(summary: dict) -> list[str]:
                      f"{_num(v['max_log_p_none_diverged'])}, smallest where every seed diverged: "
                      f"{_num(v['min_log_p_all_diverged'])}")
     return lines
+
+
+def _protocol_lines(protocols: dict, summary: dict, fmt, indent: str) -> list[str]:
+    """The statistics of each protocol of ``protocols`` (a summary's, or one facet's), as lines."""
+    x, predictor = summary["x_axis"], summary["predictor"]
+    lines = []
+    for protocol, e in protocols.items():
+        lines.append(f"[{protocol}] best accuracy {fmt(e['best_acc'])}; {e['n_cells_diverged']} cells diverged")
+        lines.append(f"  Spearman rho(acc, {predictor}) = {fmt(e['rho_predictor'])}; partial at fixed "
+                     f"depth = {fmt(e['partial_rho_predictor_given_depth'])}; baselines rho(acc, L) = "
+                     f"{fmt(e['rho_depth'])}, rho(acc, {x}) = {fmt(e['rho_' + x])}")
+        if "ridge" in e:
+            lines.append(f"  ridge log {x} = a + b log L: b = {fmt(e['ridge_b'], 2)} on {e['ridge']['n_fit']} "
+                         f"depths, {x} L = {fmt(e['ridge_C'], 0)}; edge: b = {fmt(e['edge_b'], 2)}, "
+                         f"{x} L = {fmt(e['edge_C'], 0)}"
+                         + ("" if e["edge_predictor"] is None else
+                            f", theory {predictor} along the edge {e['edge_predictor']:.2f}"))
+            lines += _depth_lines(e["ridge"], x, predictor)
+        if "lr_counts" in e:
+            lines.append("  learning rates chosen: " + ", ".join(f"{k}: {v} cells" for k, v in e["lr_counts"].items()))
+    return [indent + line for line in lines]
 
 
 def _num(v, digits: int = 1) -> str:
@@ -535,13 +548,13 @@ def _depth_lines(ridge: dict, x: str, predictor: str) -> list[str]:
     """One line per depth: the ridge centre, the edge, and the theory's predictor and log p^(L) at the
     edge, each with its 95% interval ('-': the edge is not inside the grid; 'none trained': no network
     of the row trained, so it has neither)."""
-    lines = [f"      {'L':>4}  {'ridge ' + x:<30}{'edge ' + x:<22}{predictor + ' at edge':<22}log p^(L) at edge"]
+    lines = [f"    {'L':>4}  {'ridge ' + x:<30}{'edge ' + x:<22}{predictor + ' at edge':<22}log p^(L) at edge"]
     for p in ridge["points"]:
         if p["sw2"] is None:
             ridge_x = "none trained"
         else:
             ridge_x = _span(p["sw2"], p.get("sw2_ci95"), 3) + ("" if p["resolved"] else " (end)")
-        lines.append(f"      {p['depth']:>4}  {ridge_x:<30}{_span(p['edge'], p.get('edge_ci95'), 3):<22}"
+        lines.append(f"    {p['depth']:>4}  {ridge_x:<30}{_span(p['edge'], p.get('edge_ci95'), 3):<22}"
                      f"{_span(p.get('edge_' + predictor), p.get('edge_' + predictor + '_ci95'), 1):<22}"
                      f"{_span(p.get('edge_log_p'), p.get('edge_log_p_ci95'), 1)}")
     return lines

@@ -36,6 +36,8 @@ VALUE_AXES = ("alpha", "sw2", "sv2", "sb2", "sa2", "sg2", "gate_bias", "lr")
 #: The learning rates every cell is trained at unless a sweep names others: half-decades around the
 #: rate at which SGD with momentum 0.9 trains a shallow residual MLP of width 64 on MNIST.
 DEFAULT_LRS = (1e-3, 10**-2.5, 1e-2)
+#: Bootstrap replicates (seeds resampled within every cell) of the analysis' 95% intervals.
+BOOTSTRAP = 1000
 #: ``linear``: logits = W_out x^(L) + b_out; ``meanfield``: logits = W_out x^(L) / sqrt(p^(L)) + b_out
 #: with p^(L) from the theory (:func:`~meanfield.train.predictors.readout_scale`).
 READOUTS = ("linear", "meanfield")
