@@ -110,7 +110,7 @@ def register(subparsers) -> None:
                                                     "config.json): print the statistics, write summary.json and "
                                                     "the figures; no other flag but --figures and "
                                                     "--bootstrap applies")
-    p.add_argument("--bootstrap", type=int, metavar="N",
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP, metavar="N",
                    help=f"bootstrap replicates of the statistics' 95%% intervals (default {BOOTSTRAP}, at least "
                         f"{MIN_BOOTSTRAP}); summary.json records N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -156,9 +156,9 @@ def config_from_args(args: argparse.Namespace):
     return cfg
 
 
-def analyze_dir(out_dir: str, figures_dir: str | None, bootstrap: int | None = None) -> int:
-    """Statistics (printed and written to summary.json) and figures of the sweep in ``out_dir``;
-    ``bootstrap`` replicates (None: the analysis default)."""
+def analyze_dir(out_dir: str, figures_dir: str | None, bootstrap: int = BOOTSTRAP) -> int:
+    """Statistics (printed and written to summary.json), with ``bootstrap`` replicates, and figures of
+    the sweep in ``out_dir``."""
     from .._extras import MissingExtra, require
     from ..train.analysis import summary_lines, write_summary
 
@@ -168,7 +168,7 @@ def analyze_dir(out_dir: str, figures_dir: str | None, bootstrap: int | None = N
         die(str(err))
     from ..train.heatmap import write_figures
 
-    summary = write_summary(out_dir, bootstrap=BOOTSTRAP if bootstrap is None else bootstrap)
+    summary = write_summary(out_dir, bootstrap=bootstrap)
     for line in summary_lines(summary):
         print(line)
     paths = write_figures(out_dir, summary, figures_dir=figures_dir)
@@ -177,7 +177,7 @@ def analyze_dir(out_dir: str, figures_dir: str | None, bootstrap: int | None = N
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.bootstrap is not None and args.bootstrap < MIN_BOOTSTRAP:
+    if args.bootstrap < MIN_BOOTSTRAP:
         die(f"--bootstrap must be >= {MIN_BOOTSTRAP} (replicates of a 95% interval), got {args.bootstrap}")
     if args.analyze is not None:
         given = [a for a in ("arch", "act", "depth", "out", "alpha", "sw2", "sv2", "sb2", "sa2", "sg2", "gate_bias",
