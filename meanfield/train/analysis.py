@@ -301,6 +301,13 @@ def facets(runs: Runs, x_axis: str) -> list[dict]:
     return [dict(zip(others, map(float, c))) for c in combos]
 
 
+def facet_labels(parts: list[dict]) -> list[str]:
+    """A label per facet naming the axes whose value differs among ``parts`` (``"sv2 1.5, sa2 0.5"``);
+    the axes every facet shares are left out. The report and the heatmap panels both use these."""
+    varying = [a for a in (parts[0] if parts else {}) if len({f[a] for f in parts}) > 1]
+    return [", ".join(f"{a} {f[a]:.4g}" for a in varying) for f in parts]
+
+
 def facet_mask(runs: Runs, facet: dict) -> np.ndarray:
     mask = np.ones(runs.n_cells, bool)
     for a, v in facet.items():
@@ -498,8 +505,9 @@ def summary_lines(summary: dict) -> list[str]:
     else:  # pooled statistics first, then each facet's own (its ridge and edge fits among them)
         lines.append(f"  pooled over the {len(summary['facets'])} facets:")
         lines += _protocol_lines(summary["protocols"], summary, fmt, "    ")
-        for f in summary["facets"]:
-            lines.append("  facet " + ", ".join(f"{a} {v:.4g}" for a, v in f["facet"].items()) + ":")
+        labels = facet_labels([f["facet"] for f in summary["facets"]])
+        for f, label in zip(summary["facets"], labels):
+            lines.append(f"  facet {label}:")
             lines += _protocol_lines(f["protocols"], summary, fmt, "    ")
     if "schemes" in summary:
         lines += _scheme_lines(summary["schemes"], fmt)

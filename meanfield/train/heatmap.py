@@ -31,7 +31,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..spec import NEUTRAL
-from .analysis import CHANCE, Runs, analyze, branch_scale, facet_mask, facets, load, swept_axis, variants
+from .analysis import (CHANCE, Runs, analyze, branch_scale, facet_labels, facet_mask, facets, load, swept_axis,
+                       variants)
 from .predictors import LOG_F32_MAX, THEORY_AXES, theory_at
 
 LABELS = {"log_R": "log R = log chi^(0)/chi^(L)", "log_s": "log s^(L)", "log_p": "log p^(L)"}
@@ -222,8 +223,7 @@ def write_figures(out_dir: str, summary: dict | None = None, figures_dir: str | 
     if len(parts) == 1:
         panels = [(p, parts[0], "") for p in runs.protocols()]
     else:
-        panels = [("best", f, " [" + ", ".join(f"{a} {v:.4g}" for a, v in f.items()
-                                               if len(np.unique(runs.axes[a])) > 1) + "]") for f in parts]
+        panels = [("best", f, f" [{label}]") for f, label in zip(parts, facet_labels(parts))]
     kappa = f" (branch scale {summary['branch_scale']})" if "branch_scale" in summary else ""
     head = (f"MNIST, {eff['arch'].upper()}{kappa} {eff['act']}, {summary['readout']} readout, "
             f"width {eff['train']['width']}, "
@@ -253,7 +253,7 @@ def write_figures(out_dir: str, summary: dict | None = None, figures_dir: str | 
     # the learning rates the best protocol chose
     fig, axes = _grid_figure(len(parts))
     lr_norm = colors.LogNorm(vmin=runs.lrs.min(), vmax=max(runs.lrs.max(), runs.lrs.min() * 1.01))
-    for ax, facet in zip(axes, parts):
+    for ax, facet, label in zip(axes, parts, facet_labels(parts)):
         sub = runs.subset(facet_mask(runs, facet))
         out = sub.outcome("best")
         x, depth = sub.axes[x_axis], sub.axes["depth"]
@@ -270,7 +270,7 @@ def write_figures(out_dir: str, summary: dict | None = None, figures_dir: str | 
         ax.minorticks_off()
         ax.set_xlabel(AXIS_LABELS[x_axis])
         ax.set_ylabel(AXIS_LABELS["depth"])
-        ax.set_title(", ".join(f"{a} {v:.4g}" for a, v in facet.items() if len(np.unique(runs.axes[a])) > 1), fontsize=9)
+        ax.set_title(label, fontsize=9)
     cb = fig.colorbar(m, ax=list(axes[:len(parts)]))
     cb.set_ticks(runs.lrs, labels=[f"{v:.2g}" for v in runs.lrs])
     cb.set_label("learning rate chosen (best mean validation accuracy)")
