@@ -220,10 +220,11 @@ def write_figures(out_dir: str, summary: dict | None = None, figures_dir: str | 
     predictor = summary["predictor"]
     eff = config["effective"]
     parts = facets(runs, x_axis)
+    labels = facet_labels(parts)
     if len(parts) == 1:
         panels = [(p, parts[0], "") for p in runs.protocols()]
     else:
-        panels = [("best", f, f" [{label}]") for f, label in zip(parts, facet_labels(parts))]
+        panels = [("best", f, f" [{label}]") for f, label in zip(parts, labels)]
     kappa = f" (branch scale {summary['branch_scale']})" if "branch_scale" in summary else ""
     head = (f"MNIST, {eff['arch'].upper()}{kappa} {eff['act']}, {summary['readout']} readout, "
             f"width {eff['train']['width']}, "
@@ -253,7 +254,7 @@ def write_figures(out_dir: str, summary: dict | None = None, figures_dir: str | 
     # the learning rates the best protocol chose
     fig, axes = _grid_figure(len(parts))
     lr_norm = colors.LogNorm(vmin=runs.lrs.min(), vmax=max(runs.lrs.max(), runs.lrs.min() * 1.01))
-    for ax, facet, label in zip(axes, parts, facet_labels(parts)):
+    for ax, facet, label in zip(axes, parts, labels):
         sub = runs.subset(facet_mask(runs, facet))
         out = sub.outcome("best")
         x, depth = sub.axes[x_axis], sub.axes["depth"]
