@@ -675,6 +675,7 @@ def test_tanh_analysis_recovers_ridge_with_interval(tmp_path):
     assert 100 < best["ridge_C"]["value"] < 220
     assert best["rho_predictor"]["value"] is not None and best["ridge_band"] is not None
     assert json.load(open(os.path.join(d, "summary.json")))["protocols"]["best"]["ridge_b"] == best["ridge_b"]
+    assert f"sw2 L = {best['ridge_C']['value']:.0f} [" in "\n".join(analysis.summary_lines(summary))  # tanh's law
     paths = heatmap.write_figures(d, summary, figures_dir=str(tmp_path / "figs"))
     assert [os.path.basename(p) for p in paths] == ["heatmap.png", "lr_map.png", "scatter.png"]
     assert os.path.exists(tmp_path / "figs" / "mnist_tanh_heatmap.png")
@@ -721,6 +722,8 @@ def test_relu_edge_at_a_planted_log_p_level_is_found_with_its_theory_values(tmp_
     assert best["edge_b"]["value"] < -1 and best["edge_band"] is not None
     text = "\n".join(analysis.summary_lines(summary))
     assert "log p^(L) at edge" in text and f"{points[100]['edge']:.3f}" in text
+    # no law sw2 L = const for ReLU: the edge fit is reported by its intercept a, not by a mean of sw2 L
+    assert f"a = {best['edge_a']['value']:.2f} [" in text and "sw2 L =" not in text
 
 
 def test_paired_axes_get_a_ridge_per_facet_equal_to_the_facet_alone(tmp_path):

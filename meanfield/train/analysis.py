@@ -521,6 +521,21 @@ def summary_lines(summary: dict) -> list[str]:
     return lines
 
 
+def product_law(summary: dict) -> bool:
+    """Whether the theory's ridge is x L = const (tanh over sw2, b = -1), so that the fitted constant C,
+    the geometric mean of x L, is the theory's quantity."""
+    return summary["predictor"] == "log_R" and summary["x_axis"] == "sw2"
+
+
+def fit_constant(summary: dict, entry: dict, kind: str, fmt) -> str:
+    """The constant of the ``kind`` (``ridge`` or ``edge``) fit of a protocol's ``entry``, formatted by
+    ``fmt(value_and_ci95, digits)``: ``sw2 L = C`` under the product law, else the intercept ``a`` of
+    log x = a + b log L (a geometric mean of x L means nothing where the law is not x L = const)."""
+    if product_law(summary):
+        return f"{summary['x_axis']} L = {fmt(entry[kind + '_C'], 0)}"
+    return f"a = {fmt(entry[kind + '_a'], 2)}"
+
+
 def _protocol_lines(protocols: dict, summary: dict, fmt, indent: str) -> list[str]:
     """The statistics of each protocol of ``protocols`` (a summary's, or one facet's), as lines."""
     x, predictor = summary["x_axis"], summary["predictor"]
@@ -532,8 +547,8 @@ def _protocol_lines(protocols: dict, summary: dict, fmt, indent: str) -> list[st
                      f"{fmt(e['rho_depth'])}, rho(acc, {x}) = {fmt(e['rho_' + x])}")
         if "ridge" in e:
             lines.append(f"  ridge log {x} = a + b log L: b = {fmt(e['ridge_b'], 2)} on {e['ridge']['n_fit']} "
-                         f"depths, {x} L = {fmt(e['ridge_C'], 0)}; edge: b = {fmt(e['edge_b'], 2)}, "
-                         f"{x} L = {fmt(e['edge_C'], 0)}"
+                         f"depths, {fit_constant(summary, e, 'ridge', fmt)}; edge: b = {fmt(e['edge_b'], 2)}, "
+                         f"{fit_constant(summary, e, 'edge', fmt)}"
                          + ("" if e["edge_predictor"] is None else
                             f", theory {predictor} along the edge {e['edge_predictor']:.2f}"))
             lines += _depth_lines(e["ridge"], x, predictor)

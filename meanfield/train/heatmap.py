@@ -31,8 +31,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..spec import NEUTRAL
-from .analysis import (CHANCE, Runs, analyze, branch_scale, facet_labels, facet_mask, facets, load, swept_axis,
-                       variants)
+from .analysis import (CHANCE, Runs, analyze, branch_scale, facet_labels, facet_mask, facets, fit_constant, load,
+                       product_law, swept_axis, variants)
 from .predictors import LOG_F32_MAX, THEORY_AXES, theory_at
 
 LABELS = {"log_R": "log R = log chi^(0)/chi^(L)", "log_s": "log s^(L)", "log_p": "log p^(L)"}
@@ -187,10 +187,10 @@ def _panel_title(protocol: str, entry: dict, summary: dict, facet_note: str) -> 
              f"at fixed L {_fmt_ci(entry['partial_rho_predictor_given_depth'])}",
              f"baselines: rho(acc, L) = {_fmt_ci(entry['rho_depth'])}, rho(acc, {x}) = {_fmt_ci(entry['rho_' + x])}"]
     if "ridge_b" in entry and entry["ridge_b"]["value"] is not None:
-        lines.append(f"ridge b = {_fmt_ci(entry['ridge_b'])}" + (" (theory -1)" if summary["predictor"] == "log_R" else "")
-                     + f", {x} L = {_fmt_ci(entry['ridge_C'], 0)}")
+        lines.append(f"ridge b = {_fmt_ci(entry['ridge_b'])}" + (" (theory -1)" if product_law(summary) else "")
+                     + f", {fit_constant(summary, entry, 'ridge', _fmt_ci)}")
     if "edge_b" in entry and entry["edge_b"]["value"] is not None:
-        lines.append(f"edge b = {_fmt_ci(entry['edge_b'])}, {x} L = {_fmt_ci(entry['edge_C'], 0)}")
+        lines.append(f"edge b = {_fmt_ci(entry['edge_b'])}, {fit_constant(summary, entry, 'edge', _fmt_ci)}")
     return "\n".join(lines)
 
 
