@@ -121,17 +121,16 @@ def main(argv=None) -> None:
     kw = dict(arch=args.arch, act=act, depth=args.depth, cfg=cfg)
     g = args.grid
 
-    def grid_vars(shift):
-        return NetworkSettings(np.linspace(0.2, 2.0, g) + shift, np.full(g, 1.5), np.full(g, 0.5), np.full(g, 0.5),
-                               np.ones(g), np.full(g, 0.003), np.ones(g))
+    def grid_vars(shift, n=g):  # the first n networks of the grid
+        return NetworkSettings(np.linspace(0.2, 2.0, g)[:n] + shift, np.full(n, 1.5), np.full(n, 0.5),
+                               np.full(n, 0.5), np.ones(n), np.full(n, 0.003), np.ones(n))
 
     seeds = np.arange(g)
     examples = g * args.epochs * (len(data.x_train) // args.batch) * args.batch
 
     one_device = jax.devices()[:1]
     train_grid(grid_vars(0.01), seeds, data, **kw)  # compile
-    warm = grid_vars(0.01)
-    train_sequential(NetworkSettings(*(v[:1] for v in warm)), seeds[:1], data, devices=one_device, **kw)
+    train_sequential(grid_vars(0.01, n=1), seeds[:1], data, devices=one_device, **kw)
     vmapped, sequential = [], []
     for _ in range(args.repeats):
         start, cpu = time.perf_counter(), _cpu_seconds()
