@@ -493,9 +493,7 @@ def write_summary(out_dir: str, **kwargs) -> dict:
 
 def summary_lines(summary: dict) -> list[str]:
     """Human-readable lines of a summary (what ``meanfield train`` and ``--analyze`` print)."""
-    def fmt(entry, digits=3):
-        return "undefined" if entry["value"] is None else _span(entry["value"], entry["ci95"], digits)
-
+    fmt = format_estimate
     kappa = f" (branch scale {summary['branch_scale']})" if "branch_scale" in summary else ""
     lines = [f"{summary['sweep']}: {summary['arch']}{kappa} {summary['act']}, {summary['readout']} readout, "
              f"{summary['n_networks']} networks in {summary['n_cells']} cells x {len(summary['lrs'])} "
@@ -559,6 +557,11 @@ def _protocol_lines(protocols: dict, summary: dict, fmt, indent: str) -> list[st
 
 def _num(v, digits: int = 1) -> str:
     return "none" if v is None else f"{v:.{digits}f}"
+
+
+def format_estimate(entry: dict, digits: int = 3, missing: str = "undefined") -> str:
+    """``value [lo, hi]`` of a summary entry (its 95% interval when it has one), or ``missing``."""
+    return missing if entry["value"] is None else _span(entry["value"], entry["ci95"], digits)
 
 
 def _span(v, ci, digits: int) -> str:

@@ -31,8 +31,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..spec import NEUTRAL
-from .analysis import (CHANCE, Runs, analyze, branch_scale, facet_labels, facet_mask, facets, fit_constant, load,
-                       product_law, swept_axis, variants)
+from .analysis import (CHANCE, Runs, analyze, branch_scale, facet_labels, facet_mask, facets, fit_constant,
+                       format_estimate, load, product_law, swept_axis, variants)
 from .predictors import LOG_F32_MAX, THEORY_AXES, theory_at
 
 LABELS = {"log_R": "log R = log chi^(0)/chi^(L)", "log_s": "log s^(L)", "log_p": "log p^(L)"}
@@ -175,10 +175,7 @@ def _panel(ax, fig, config, runs: Runs, out: dict, entry: dict | None, facet: di
 
 
 def _fmt_ci(e: dict, digits: int = 2) -> str:
-    if e["value"] is None:
-        return "n/a"
-    ci = e["ci95"]
-    return f"{e['value']:.{digits}f}" + ("" if ci is None else f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]")
+    return format_estimate(e, digits, missing="n/a")
 
 
 def _panel_title(protocol: str, entry: dict, summary: dict, facet_note: str) -> str:
