@@ -82,8 +82,13 @@ def test_frn_with_unit_v_and_no_a_equals_rrn_for_odd_phi(act):
         np.testing.assert_allclose(getattr(frn, f), getattr(rrn, f), rtol=1e-13)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("act", ACTS)
+# by default each activation once and each architecture at least once; every pair with -m slow
+_INVARIANT_DEFAULT = {("frn", "tanh"), ("ff", "relu"), ("rrn", "erf"), ("frn", "alpha_relu")}
+
+
+@pytest.mark.parametrize("arch, act", [pytest.param(arch, act, marks=[] if (arch, act) in _INVARIANT_DEFAULT
+                                                    else [pytest.mark.slow])
+                                       for act in ACTS for arch in ARCHS])
 def test_equal_inputs_stay_equal_and_cauchy_schwarz(arch, act):
     same = trajectory(_net(arch, act, 30, sw2=1.4, sv2=0.8, sb2=0.3, sa2=0.2, alpha=0.7, p0=2.0, gamma0=2.0))
     np.testing.assert_array_equal(same.e, 1.0)
