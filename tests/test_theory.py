@@ -82,7 +82,7 @@ def test_frn_with_unit_v_and_no_a_equals_rrn_for_odd_phi(act):
         np.testing.assert_allclose(getattr(frn, f), getattr(rrn, f), rtol=1e-13)
 
 
-# by default each activation once and each architecture at least once; every pair with -m slow
+# by default each activation once and each architecture at least once; the other eight pairs with -m slow
 _INVARIANT_DEFAULT = {("frn", "tanh"), ("ff", "relu"), ("rrn", "erf"), ("frn", "alpha_relu")}
 
 
