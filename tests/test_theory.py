@@ -129,7 +129,7 @@ def _reference_cases():
             yield pytest.param(arch, act, marks=marks, id=f"{act}-{arch}")
 
 
-@pytest.mark.parametrize("arch, act", _reference_cases())
+@pytest.mark.parametrize("arch, act", list(_reference_cases()))
 def test_matches_independent_reference(arch, act):
     _assert_matches_reference(arch, act, depth=6, seed=zlib.crc32(f"{arch}{act}".encode()), rtol=1e-8)
 
