@@ -180,7 +180,9 @@ def _fmt_ci(e: dict, digits: int = 2) -> str:
 
 def _panel_title(protocol: str, entry: dict, summary: dict, facet_note: str) -> str:
     x = summary["x_axis"]
-    lines = [f"{protocol}{facet_note}: rho(acc, {summary['predictor']}) = {_fmt_ci(entry['rho_predictor'])}, "
+    # a facet's name gets a line of its own: with it the correlations run wider than a panel
+    head = f"{protocol}{facet_note}:" + ("\n" if facet_note else " ")
+    lines = [f"{head}rho(acc, {summary['predictor']}) = {_fmt_ci(entry['rho_predictor'])}, "
              f"at fixed L {_fmt_ci(entry['partial_rho_predictor_given_depth'])}",
              f"baselines: rho(acc, L) = {_fmt_ci(entry['rho_depth'])}, rho(acc, {x}) = {_fmt_ci(entry['rho_' + x])}"]
     if "ridge_b" in entry and entry["ridge_b"]["value"] is not None:
