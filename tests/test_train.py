@@ -651,6 +651,9 @@ def test_learning_rate_is_selected_on_validation_never_on_test(tmp_path):
     summary = analysis.analyze(d, bootstrap=50)
     assert summary["protocols"]["best"]["n_cells_diverged"] == 1
     assert summary["protocols"]["best"]["lr_counts"] == {"0.001": 4, "0.01": 0}
+    # the mean accuracy leaves the diverged cell out, never counts it as 0, and is printed
+    assert summary["protocols"]["best"]["mean_acc"]["value"] == pytest.approx((0.80 + 0.70 + 0.5) / 3)
+    assert any(f"mean {(0.80 + 0.70 + 0.5) / 3:.3f} [" in line for line in analysis.summary_lines(summary))
 
 
 def test_tanh_analysis_recovers_ridge_with_interval(tmp_path):

@@ -539,7 +539,8 @@ def _protocol_lines(protocols: dict, summary: dict, fmt, indent: str) -> list[st
     x, predictor = summary["x_axis"], summary["predictor"]
     lines = []
     for protocol, e in protocols.items():
-        lines.append(f"[{protocol}] best accuracy {fmt(e['best_acc'])}; {e['n_cells_diverged']} cells diverged")
+        lines.append(f"[{protocol}] best accuracy {fmt(e['best_acc'])}, mean {fmt(e['mean_acc'])} over the cells "
+                     f"that did not diverge; {e['n_cells_diverged']} cells diverged")
         lines.append(f"  Spearman rho(acc, {predictor}) = {fmt(e['rho_predictor'])}; partial at fixed "
                      f"depth = {fmt(e['partial_rho_predictor_given_depth'])}; baselines rho(acc, L) = "
                      f"{fmt(e['rho_depth'])}, rho(acc, {x}) = {fmt(e['rho_' + x])}")
