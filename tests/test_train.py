@@ -22,6 +22,8 @@ import pytest
 
 import meanfield
 from meanfield.cli import main
+from meanfield.spec import Spec
+from meanfield.theory import trajectory
 from meanfield.train import data as data_mod
 from meanfield.train import analysis, heatmap, sweep, trainer
 from meanfield.train.data import MNIST, DataError, load_mnist, read_idx, subset
@@ -762,6 +764,19 @@ def test_paired_axes_get_a_ridge_per_facet_equal_to_the_facet_alone(tmp_path):
     assert "  facet sv2 1.125, sa2 0:" in text and "  facet sv2 1.5, sa2 0.5:" in text  # the axes that vary
     assert sum("ridge log sw2" in line for line in text) == 2 * 3  # each facet's best, lr 1e-3, lr 1e-2
     assert {"heatmap.png", "lr_map.png"} <= {os.path.basename(p) for p in heatmap.write_figures(both, summary)}
+    # the facets share sv2^2 / (sv2 + sa2) = 1.125, so the theory's log R nearly agrees between them at the
+    # same (sw2, L): the reported spread is the largest |difference| of log chi(0) / chi(L) computed here
+    log_r = []
+    for v, a in pairs:
+        traj = trajectory(Spec(arch="frn", act="tanh", depth=40, p0=1.0, gamma0=0.3, sw2=sw2, sv2=v, sb2=0.5, sa2=a))
+        log_chi = np.asarray(traj.log_chi)
+        log_r.append(log_chi[:, :1] - log_chi[:, [10, 20, 40]])
+    spread = summary["predictor_across_facets"]
+    assert spread["n_cells_compared"] == 30
+    assert spread["max_spread"] == pytest.approx(np.abs(log_r[0] - log_r[1]).max(), rel=1e-4, abs=1e-6)
+    assert spread["range"] == pytest.approx([min(r.min() for r in log_r), max(r.max() for r in log_r)], rel=1e-4)
+    assert spread["max_spread"] < 0.1 * (spread["range"][1] - spread["range"][0])
+    assert any("differs between the facets by at most" in line for line in text)
 
 
 def test_schemes_table_compares_theory_pick_with_presets(tmp_path, capsys):

@@ -24,7 +24,9 @@ cell, learning-rate selection included in each replicate):
   theory says b = -1, sw2 L = const), with their constants, per depth with intervals, and the theory's
   predictor and log p^(L) along the edge (for ReLU the paper puts the edge at the float32 overflow
   line);
-* where divergence occurs, against the float32 overflow line log p^(L) = 88.72.
+* where divergence occurs, against the float32 overflow line log p^(L) = 88.72;
+* for a sweep over further axes (facets, e.g. sv2 and sa2 paired), every statistic per facet as well as
+  pooled, and how far the facets' theory predictor differs at the same (x, L).
 
 :func:`analyze` returns all of it as one JSON-ready dict (the ``summary.json`` of a sweep directory).
 """
@@ -301,6 +303,20 @@ def facets(runs: Runs, x_axis: str) -> list[dict]:
     return [dict(zip(others, map(float, c))) for c in combos]
 
 
+def predictor_spread(runs: Runs, values: np.ndarray, x_axis: str) -> dict:
+    """How far the facets' theory predictor ``values`` (one per cell) differ at the same (x, depth):
+    the largest spread (max - min over the facets) over the cells every facet has, next to the range the
+    predictor spans over the grid. A sweep whose facets share the theory (the variant sweep) should have
+    a spread small against the range."""
+    groups: dict = {}
+    for key, v in zip(zip(runs.axes[x_axis].tolist(), runs.axes["depth"].tolist()), values):
+        groups.setdefault(key, []).append(float(v))
+    n = max(len(g) for g in groups.values())
+    spreads = [max(g) - min(g) for g in groups.values() if len(g) == n]
+    return {"max_spread": max(spreads), "n_cells_compared": len(spreads),
+            "range": [float(np.min(values)), float(np.max(values))]}
+
+
 def facet_labels(parts: list[dict]) -> list[str]:
     """A label per facet naming the axes whose value differs among ``parts`` (``"sv2 1.5, sa2 0.5"``);
     the axes every facet shares are left out. The report and the heatmap panels both use these."""
@@ -339,6 +355,8 @@ def analyze(out_dir: str, *, bootstrap: int = BOOTSTRAP, seed: int = 0) -> dict:
             config, runs.subset(mask), {k: v[mask] for k, v in pred.items()}, x_axis, bootstrap, seed)})
     summary["protocols"] = (summary["facets"][0]["protocols"] if len(parts) == 1 else
                             _protocols(config, runs, pred, x_axis, bootstrap, seed, ridge=False))
+    if len(parts) > 1:
+        summary["predictor_across_facets"] = predictor_spread(runs, pred[summary["predictor"]], x_axis)
     summary["divergence"] = divergence_summary(runs, pred)
     from .schemes import compare
 
@@ -500,7 +518,13 @@ def summary_lines(summary: dict) -> list[str]:
              f"learning rates x {summary['seeds']} seeds; 95% bootstrap intervals over seeds"]
     if len(summary["facets"]) == 1:
         lines += _protocol_lines(summary["protocols"], summary, fmt, "  ")
-    else:  # pooled statistics first, then each facet's own (its ridge and edge fits among them)
+    else:  # the facets' theory, the pooled statistics, then each facet's own (its ridge and edge fits)
+        spread = summary.get("predictor_across_facets")
+        if spread is not None:  # (summaries written before it was recorded lack it)
+            lines.append(f"  theory: {summary['predictor']} at the same ({summary['x_axis']}, L) differs "
+                         f"between the facets by at most {spread['max_spread']:.2f} over "
+                         f"{spread['n_cells_compared']} cells; over the grid it spans {spread['range'][0]:.2f} "
+                         f"to {spread['range'][1]:.2f}")
         lines.append(f"  pooled over the {len(summary['facets'])} facets:")
         lines += _protocol_lines(summary["protocols"], summary, fmt, "    ")
         labels = facet_labels([f["facet"] for f in summary["facets"]])
