@@ -351,6 +351,6 @@ def _schemes_figure(table: dict, head: str):
     ax.set_xlabel(AXIS_LABELS["depth"])
     ax.set_ylabel("test accuracy, best protocol (95% bootstrap interval over seeds)"
                   + ("" if any_diverged else "\nchance 0.1 lies below the axis; no entry diverged"), fontsize=9)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="center left" if any_diverged else "lower left")  # clear of the chance line's label
     ax.set_title(head + f"\ntheory's pick: {table['rule']}", fontsize=8)
     return fig
