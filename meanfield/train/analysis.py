@@ -519,12 +519,11 @@ def summary_lines(summary: dict) -> list[str]:
     if len(summary["facets"]) == 1:
         lines += _protocol_lines(summary["protocols"], summary, fmt, "  ")
     else:  # the facets' theory, the pooled statistics, then each facet's own (its ridge and edge fits)
-        spread = summary.get("predictor_across_facets")
-        if spread is not None:  # (summaries written before it was recorded lack it)
-            lines.append(f"  theory: {summary['predictor']} at the same ({summary['x_axis']}, L) differs "
-                         f"between the facets by at most {spread['max_spread']:.2f} over "
-                         f"{spread['n_cells_compared']} cells; over the grid it spans {spread['range'][0]:.2f} "
-                         f"to {spread['range'][1]:.2f}")
+        spread = summary["predictor_across_facets"]
+        lines.append(f"  theory: {summary['predictor']} at the same ({summary['x_axis']}, L) differs "
+                     f"between the facets by at most {spread['max_spread']:.2f} over "
+                     f"{spread['n_cells_compared']} cells; over the grid it spans {spread['range'][0]:.2f} "
+                     f"to {spread['range'][1]:.2f}")
         lines.append(f"  pooled over the {len(summary['facets'])} facets:")
         lines += _protocol_lines(summary["protocols"], summary, fmt, "    ")
         labels = facet_labels([f["facet"] for f in summary["facets"]])
